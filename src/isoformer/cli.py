@@ -1,0 +1,137 @@
+"""Command-line interface: thin subcommands that parse arguments and call one library function each.
+
+Every subcommand registers itself through `_add_<name>` and runs through `_run_<name>`; heavy
+libraries (torch, polars) are imported inside the run functions so `isoformer --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from isoformer import __version__
+from isoformer.constants import DEFAULT_DNA_LENGTH
+from isoformer.errors import IsoformerError
+
+log = logging.getLogger("isoformer")
+
+
+# ----------------------------------------------------------------------------------------- data
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="write a simulated study in the real GTEx/GENCODE/FASTA formats")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--n-genes", type=int, default=None, help="number of genes (default: the demo size)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from isoformer.data.simulate import simulate_study
+
+    simulate_study(args.out, n_genes=args.n_genes, seed=args.seed)
+    return 0
+
+
+def _add_build(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="build the IsoFormer dataset from FASTA + GTF + GCT + sample attributes")
+    p.add_argument("--fasta", type=Path, required=True, help="genome FASTA (plain or bgzipped, indexed on demand)")
+    p.add_argument("--gtf", type=Path, required=True, help="GENCODE GTF (plain or .gz)")
+    p.add_argument("--tpm", type=Path, required=True, help="GTEx transcript TPM GCT (plain or .gz)")
+    p.add_argument("--samples", type=Path, required=True, help="GTEx sample attributes (SAMPID, SMTS)")
+    p.add_argument("--out", type=Path, required=True, help="dataset directory to create")
+    p.add_argument("--tissues", nargs="+", default=None, help="SMTS tissue names (default: the 30 of IsoFormer)")
+    p.add_argument("--dna-length", type=int, default=DEFAULT_DNA_LENGTH, help="default DNA window (bp)")
+    p.add_argument("--val-fraction", type=float, default=0.05)
+    p.add_argument("--test-fraction", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0, help="seed of the gene-level split")
+    p.add_argument("--protein-coding-only", action="store_true", help="keep protein_coding transcripts only")
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from isoformer.data.build import build_dataset
+
+    build_dataset(
+        fasta=args.fasta, gtf=args.gtf, tpm=args.tpm, samples=args.samples, out=args.out,
+        tissues=args.tissues, dna_length=args.dna_length, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, seed=args.seed, protein_coding_only=args.protein_coding_only,
+    )
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write dataset records as JSON lines (the prediction input format)")
+    p.add_argument("--data", type=Path, required=True, help="dataset directory from `build`")
+    p.add_argument("--output", type=Path, required=True, help="JSONL file to write")
+    p.add_argument("--split", default=None, help="train, valid or test (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="write at most N records")
+    p.add_argument("--dna-length", type=int, default=None, help="DNA window (default: the dataset's)")
+    p.add_argument("--fasta", type=Path, default=None, help="genome FASTA (default: the one the dataset was built from)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from isoformer.data.export import export_jsonl
+
+    export_jsonl(args.data, args.output, split=args.split, limit=args.limit,
+                 dna_length=args.dna_length, fasta=args.fasta)
+    return 0
+
+
+def _add_import_instadeep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import-instadeep", help="convert InstaDeep's published GTEx_final.csv into a dataset")
+    p.add_argument("--csv", type=Path, required=True, help="GTEx_final.csv")
+    p.add_argument("--fasta", type=Path, required=True, help="hg38 FASTA the CSV's coordinates refer to")
+    p.add_argument("--out", type=Path, required=True, help="dataset directory to create")
+    p.add_argument("--column", action="append", default=[], metavar="OURS=THEIRS",
+                   help="override a column mapping, e.g. --column transcript_id=transcript_id_gtex")
+
+
+def _run_import_instadeep(args: argparse.Namespace) -> int:
+    from isoformer.data.instadeep import import_instadeep, parse_column_overrides
+
+    import_instadeep(args.csv, args.fasta, args.out, columns=parse_column_overrides(args.column))
+    return 0
+
+
+COMMANDS = {
+    "simulate": (_add_simulate, _run_simulate),
+    "build": (_add_build, _run_build),
+    "export": (_add_export, _run_export),
+    "import-instadeep": (_add_import_instadeep, _run_import_instadeep),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="isoformer", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"isoformer {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Only `train` takes free-form config overrides; anything unknown elsewhere is a usage error.
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return COMMANDS[args.command][1](args)
+    except IsoformerError as err:
+        print(f"isoformer {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # unreadable / unwritable files: name the file, no traceback
+        print(f"isoformer {args.command}: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"isoformer {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Names used across layers: tissues, modalities, dataset columns and batch keys, each defined once."""
+
+from typing import Literal
+
+# GTEx v8 `SMTS` values in the column order of the published IsoFormer dataset (Bone Marrow left out).
+TISSUES: tuple[str, ...] = (
+    "Adipose Tissue", "Adrenal Gland", "Bladder", "Blood", "Blood Vessel", "Brain", "Breast",
+    "Cervix Uteri", "Colon", "Esophagus", "Fallopian Tube", "Heart", "Kidney", "Liver", "Lung",
+    "Muscle", "Nerve", "Ovary", "Pancreas", "Pituitary", "Prostate", "Salivary Gland", "Skin",
+    "Small Intestine", "Spleen", "Stomach", "Testis", "Thyroid", "Uterus", "Vagina",
+)
+
+Modality = Literal["dna", "rna", "protein"]
+MODALITIES: tuple[Modality, ...] = ("dna", "rna", "protein")
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+# Default DNA window (bp) centred on the TSS: 2,048 NT-v2 6-mer tokens.
+DEFAULT_DNA_LENGTH = 12_288
+
+# Keys of one prediction record / one dataset item; also the `export` JSONL keys.
+DNA_SEQUENCE = "dna_sequence"
+RNA_SEQUENCE = "rna_sequence"
+PROTEIN_SEQUENCE = "protein_sequence"
+SEQUENCE_KEYS: dict[Modality, str] = {
+    "dna": DNA_SEQUENCE, "rna": RNA_SEQUENCE, "protein": PROTEIN_SEQUENCE,
+}
+TARGETS = "targets"
+TRANSCRIPT_ID = "transcript_id"
+GENE_ID = "gene_id"
