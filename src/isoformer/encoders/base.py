@@ -10,7 +10,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -74,8 +74,11 @@ class SequenceEncoder(nn.Module, ABC):
         return hashlib.sha256(f"{self.fingerprint()}:{sequence}".encode()).hexdigest()
 
 
-def crop_sequence(sequence: str, max_length: int, rule: CropRule) -> str:
-    """Keep `max_length` units of `sequence`: its start, its end, or its centre."""
+CroppedT = TypeVar("CroppedT", str, list[int])
+
+
+def crop_sequence(sequence: CroppedT, max_length: int, rule: CropRule) -> CroppedT:
+    """Keep `max_length` units of `sequence` (a string, or token ids): its start, end or centre."""
     if len(sequence) <= max_length:
         return sequence
     if rule == "start":
