@@ -6,6 +6,14 @@ from isoformer.encoders.base import (
     SequenceEncoder,
     crop_sequence,
 )
+from isoformer.encoders.modeling_nucleotide_transformer import (
+    NT_V2_CHECKPOINTS,
+    NT_V2_PRESETS,
+    NucleotideTransformerConfig,
+    NucleotideTransformerForMaskedLM,
+    load_nucleotide_transformer,
+)
+from isoformer.encoders.nucleotide_transformer import NucleotideTransformerEncoder
 from isoformer.encoders.tokenizers import (
     NucleotideTokenizer,
     ProteinTokenizer,
@@ -14,12 +22,18 @@ from isoformer.encoders.tokenizers import (
 )
 
 __all__ = [
+    "NT_V2_CHECKPOINTS",
+    "NT_V2_PRESETS",
     "EncoderConfig",
     "EncoderOutput",
     "NucleotideTokenizer",
+    "NucleotideTransformerConfig",
+    "NucleotideTransformerEncoder",
+    "NucleotideTransformerForMaskedLM",
     "ProteinTokenizer",
     "SequenceEncoder",
     "crop_sequence",
+    "load_nucleotide_transformer",
     "normalize_nucleotides",
     "one_hot_encode",
 ]

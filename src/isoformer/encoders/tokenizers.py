@@ -75,7 +75,7 @@ def normalize_nucleotides(
     )
 
 
-def _pad_batch(token_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_token_ids(token_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id lists -> (input_ids LongTensor [B, L], attention_mask BoolTensor [B, L])."""
     length = max((len(ids) for ids in token_ids), default=0)
     input_ids = torch.full((len(token_ids), length), pad_id, dtype=torch.long)
@@ -118,7 +118,7 @@ class _Vocabulary(ABC):
             self.encode(sequence, _record_name(records, index))
             for index, sequence in enumerate(sequences)
         ]
-        return _pad_batch(token_ids, self.pad_token_id)
+        return pad_token_ids(token_ids, self.pad_token_id)
 
 
 class NucleotideTokenizer(_Vocabulary):

@@ -1,0 +1,184 @@
+"""Nucleotide Transformer v2 behind the `SequenceEncoder` interface (DNA, and RNA with U read as T).
+
+Built from `EncoderConfig(kind="nucleotide_transformer", ...)`:
+- `init="random"`: `architecture` holds NT-v2 config fields, optionally `preset` (`tiny`, `50m`,
+  `100m`, `250m`, `500m`) with field overrides, e.g. `{"preset": "tiny"}` or
+  `{"preset": "250m", "num_hidden_layers": 2}`. Without a preset the fields override the 50M model.
+- `init="pretrained"`: `checkpoint` is a Hugging Face id or a local directory in the official
+  layout (see `modeling_nucleotide_transformer`), loaded without remote code.
+
+Length: the official models take 2,048 tokens including `<cls>`, so `max_length` defaults to
+2,047 six-mers = 12,282 bases; a longer input is cropped by the configured rule (default "center")
+and crops are counted and logged. N bases and remainders add tokens, so a cropped sequence that still
+needs more than 2,048 tokens is cropped again in tokens by the same rule (counted likewise).
+
+Hidden states: `hidden_layer` indexes [embeddings, layer 1, ..., layer N]; the last one has the
+final LayerNorm applied (as the official model's output), intermediate ones are the raw residual
+stream. Layers after the selected one are never run. The output mask is True on sequence tokens
+(not on `<cls>`, not on padding).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from isoformer.encoders.base import (
+    CropRule,
+    EncoderConfig,
+    EncoderOutput,
+    SequenceEncoder,
+    crop_sequence,
+)
+from isoformer.encoders.modeling_nucleotide_transformer import (
+    NucleotideTransformerConfig,
+    NucleotideTransformerForMaskedLM,
+    load_nucleotide_transformer,
+)
+from isoformer.encoders.tokenizers import NT_KMER, NucleotideTokenizer, pad_token_ids
+from isoformer.errors import IsoformerError
+
+logger = logging.getLogger(__name__)
+
+# Official tokenizer limit (`model_max_length`), `<cls>` included; 2,050 positions = 2,048 + offset 2.
+NT_MAX_TOKENS = 2048
+
+
+def build_nucleotide_transformer(config: EncoderConfig) -> NucleotideTransformerForMaskedLM:
+    """The full NT-v2 model (with LM head) that `config` describes: random or pretrained."""
+    if config.init == "pretrained":
+        if not config.checkpoint:
+            raise IsoformerError(
+                "nucleotide_transformer: init='pretrained' needs a checkpoint (a Hugging Face id "
+                "such as InstaDeepAI/nucleotide-transformer-v2-250m-multi-species, or a directory)"
+            )
+        return load_nucleotide_transformer(config.checkpoint)
+    fields = dict(config.architecture)
+    preset = fields.pop("preset", None)
+    try:
+        model_config = (
+            NucleotideTransformerConfig.from_preset(preset, **fields)
+            if preset is not None
+            else NucleotideTransformerConfig(**fields)
+        )
+    except TypeError as error:
+        raise IsoformerError(f"nucleotide_transformer architecture: {error}") from error
+    return NucleotideTransformerForMaskedLM(model_config)
+
+
+class NucleotideTransformerEncoder(SequenceEncoder):
+    """NT-v2 embeddings of nucleotide sequences: hidden [B, L, D] over 6-mer tokens, mask [B, L]."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        if config.kind != "nucleotide_transformer":
+            raise IsoformerError(f"NucleotideTransformerEncoder cannot build kind {config.kind!r}")
+        self.config = config
+        masked_lm = build_nucleotide_transformer(config)
+        # Only the backbone is on the embedding path: the LM and contact heads are dropped.
+        self.backbone = masked_lm.esm
+        self.backbone.contact_head = None
+        model_config = self.backbone.config
+        self.tokenizer = NucleotideTokenizer()
+        self.output_dim = model_config.hidden_size
+        self.num_layers = model_config.num_hidden_layers
+        self.max_tokens = min(NT_MAX_TOKENS, model_config.max_position_embeddings - 2)
+        limit = (self.max_tokens - 1) * NT_KMER
+        if config.max_length is not None and not 0 < config.max_length <= limit:
+            raise IsoformerError(
+                f"nucleotide_transformer: max_length {config.max_length} is outside 1..{limit} "
+                f"bases ({self.max_tokens} tokens including <cls>)"
+            )
+        self.max_length = config.max_length or limit
+        self.crop_rule: CropRule = config.crop or "center"
+        self.output_layer = self._resolve_hidden_layer(config.hidden_layer)
+        # Crops so far: sequences cropped (in bases or, rarely, in tokens) and bases removed.
+        self.cropped_sequences = 0
+        self.cropped_bases = 0
+        self._set_trainable(config)
+
+    def _resolve_hidden_layer(self, hidden_layer: int) -> int:
+        index = hidden_layer if hidden_layer >= 0 else self.num_layers + 1 + hidden_layer
+        if not 0 <= index <= self.num_layers:
+            raise IsoformerError(
+                f"nucleotide_transformer: hidden_layer {hidden_layer} is out of range for "
+                f"{self.num_layers} layers (0 = embeddings, {self.num_layers} or -1 = last)"
+            )
+        return index
+
+    def _set_trainable(self, config: EncoderConfig) -> None:
+        """frozen: nothing trains; full: everything on the path; last_n: the last n layers run."""
+        self.backbone.requires_grad_(False)
+        used_layers = self.backbone.encoder.layer[: self.output_layer]
+        if config.train_mode == "full":
+            self.backbone.embeddings.requires_grad_(True)
+            trainable = list(used_layers)
+        elif config.train_mode == "last_n":
+            if not 0 < config.trainable_layers <= len(used_layers):
+                raise IsoformerError(
+                    f"nucleotide_transformer: trainable_layers must be in 1..{len(used_layers)} "
+                    f"for train_mode='last_n' (got {config.trainable_layers})"
+                )
+            trainable = list(used_layers[-config.trainable_layers :])
+        else:
+            trainable = []
+        for layer in trainable:
+            layer.requires_grad_(True)
+        # The final LayerNorm belongs to the last layer's output: it trains with that layer.
+        if trainable and self.output_layer == self.num_layers:
+            self.backbone.encoder.emb_layer_norm_after.requires_grad_(True)
+
+    def tokenize(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Crop to `max_length` bases by the crop rule, then 6-mer ids: input_ids/attention_mask [B, L]."""
+        token_ids = []
+        cropped = 0
+        for index, sequence in enumerate(sequences):
+            kept = crop_sequence(sequence, self.max_length, self.crop_rule)
+            ids = self.tokenizer.encode(kept, record=f"sequence {index}")
+            too_many_tokens = len(ids) > self.max_tokens
+            if too_many_tokens:
+                ids = [ids[0], *crop_sequence(ids[1:], self.max_tokens - 1, self.crop_rule)]
+            if too_many_tokens or len(kept) < len(sequence):
+                cropped += 1
+                self.cropped_bases += len(sequence) - len(kept)
+            token_ids.append(ids)
+        if cropped:
+            self.cropped_sequences += cropped
+            logger.info(
+                "nucleotide_transformer: cropped %d of %d sequences to %d bases / %d tokens (%s); "
+                "%d so far", cropped, len(sequences), self.max_length, self.max_tokens,
+                self.crop_rule, self.cropped_sequences,
+            )
+        input_ids, attention_mask = pad_token_ids(token_ids, self.tokenizer.pad_token_id)
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
+        input_ids = inputs["input_ids"]  # [B, L]
+        attention_mask = inputs["attention_mask"]  # [B, L] bool
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self._any_trainable()):
+            hidden = self.backbone.embeddings(input_ids=input_ids)  # [B, L, D]
+            # Additive mask [B, 1, 1, L]: no token attends to padding.
+            extended_mask = self.backbone.get_extended_attention_mask(
+                attention_mask.long(), input_ids.shape
+            )
+            for layer in self.backbone.encoder.layer[: self.output_layer]:
+                hidden = layer(hidden, attention_mask=extended_mask)
+            if self.output_layer == self.num_layers:
+                hidden = self.backbone.encoder.emb_layer_norm_after(hidden)
+        sequence_mask = attention_mask & (input_ids != self.tokenizer.cls_token_id)
+        return EncoderOutput(hidden=hidden, mask=sequence_mask)
+
+    def _any_trainable(self) -> bool:
+        return any(parameter.requires_grad for parameter in self.backbone.parameters())
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str, **config_fields) -> NucleotideTransformerEncoder:
+        """Shortcut: an encoder over official weights (a Hugging Face id or a local directory)."""
+        return cls(
+            EncoderConfig(
+                kind="nucleotide_transformer", init="pretrained", checkpoint=checkpoint,
+                **config_fields,
+            )
+        )
+

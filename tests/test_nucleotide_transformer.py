@@ -1,0 +1,286 @@
+"""NT-v2: official checkpoint layout round trip, numerics against a hand-written reference,
+masks, training modes, layer selection, crops and the paper-size configs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from isoformer.encoders import (
+    EncoderConfig,
+    NucleotideTransformerConfig,
+    NucleotideTransformerEncoder,
+    NucleotideTransformerForMaskedLM,
+    load_nucleotide_transformer,
+)
+from isoformer.errors import IsoformerError
+
+# Field names and values of the official config.json (nucleotide-transformer-v2-50m-multi-species),
+# shrunk to a tiny width and depth.
+OFFICIAL_CONFIG = {
+    "add_bias_fnn": False,
+    "architectures": ["EsmForMaskedLM"],
+    "attention_probs_dropout_prob": 0.0,
+    "auto_map": {
+        "AutoConfig": "esm_config.EsmConfig",
+        "AutoModelForMaskedLM": "modeling_esm.EsmForMaskedLM",
+    },
+    "emb_layer_norm_before": False,
+    "esmfold_config": None,
+    "hidden_dropout_prob": 0.0,
+    "hidden_size": 16,
+    "initializer_range": 0.02,
+    "intermediate_size": 24,
+    "is_folding_model": False,
+    "layer_norm_eps": 1e-12,
+    "mask_token_id": 2,
+    "max_position_embeddings": 2050,
+    "num_attention_heads": 2,
+    "num_hidden_layers": 2,
+    "pad_token_id": 1,
+    "position_embedding_type": "rotary",
+    "tie_word_embeddings": False,
+    "token_dropout": False,
+    "torch_dtype": "float32",
+    "use_cache": False,
+    "vocab_list": None,
+    "vocab_size": 4107,
+}
+UNUSED_OFFICIAL_KEYS = {"esm.embeddings.position_embeddings.weight"}  # learned table, rotary ignores it
+
+
+def official_tensors(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights under the official key names and shapes, written out by hand."""
+    generator = torch.Generator().manual_seed(seed)
+    d, ffn, vocab = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+    layers, heads = config["num_hidden_layers"], config["num_attention_heads"]
+    head_dim = d // heads
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator) * 0.3
+
+    tensors = {
+        "esm.embeddings.word_embeddings.weight": rand(vocab, d),
+        "esm.embeddings.position_embeddings.weight": rand(config["max_position_embeddings"], d),
+        "esm.encoder.emb_layer_norm_after.weight": 1 + rand(d),
+        "esm.encoder.emb_layer_norm_after.bias": rand(d),
+        "esm.contact_head.regression.weight": rand(1, layers * heads),
+        "esm.contact_head.regression.bias": rand(1),
+        "lm_head.dense.weight": rand(d, d),
+        "lm_head.dense.bias": rand(d),
+        "lm_head.layer_norm.weight": 1 + rand(d),
+        "lm_head.layer_norm.bias": rand(d),
+        "lm_head.decoder.weight": rand(vocab, d),
+        "lm_head.bias": rand(vocab),
+    }
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+    for i in range(layers):
+        p = f"esm.encoder.layer.{i}."
+        for name in ("query", "key", "value"):
+            tensors[p + f"attention.self.{name}.weight"] = rand(d, d)
+            tensors[p + f"attention.self.{name}.bias"] = rand(d)
+        tensors[p + "attention.self.rotary_embeddings.inv_freq"] = inv_freq.clone()
+        tensors[p + "attention.output.dense.weight"] = rand(d, d)
+        tensors[p + "attention.output.dense.bias"] = rand(d)
+        tensors[p + "attention.LayerNorm.weight"] = 1 + rand(d)
+        tensors[p + "attention.LayerNorm.bias"] = rand(d)
+        tensors[p + "intermediate.dense.weight"] = rand(2 * ffn, d)
+        tensors[p + "output.dense.weight"] = rand(d, ffn)
+        tensors[p + "LayerNorm.weight"] = 1 + rand(d)
+        tensors[p + "LayerNorm.bias"] = rand(d)
+    return tensors
+
+
+@pytest.fixture
+def official_checkpoint(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    tensors = official_tensors(OFFICIAL_CONFIG)
+    (tmp_path / "config.json").write_text(json.dumps(OFFICIAL_CONFIG))
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    return tmp_path, tensors
+
+
+def reference_forward(w: dict[str, torch.Tensor], config: dict, ids: torch.Tensor) -> list:
+    """NT-v2 written out from its description, unbatched: [embeddings, layer 1, ..., final LN]."""
+    d, heads, eps = config["hidden_size"], config["num_attention_heads"], config["layer_norm_eps"]
+    head_dim = d // heads
+
+    def linear(x, name, bias=True):
+        return x @ w[name + ".weight"].T + (w[name + ".bias"] if bias else 0)
+
+    def norm(x, name):
+        return F.layer_norm(x, (d,), w[name + ".weight"], w[name + ".bias"], eps)
+
+    def rotate(x):  # x [H, L, hd]: rotary on (first half, second half) pairs
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+        angles = torch.outer(torch.arange(x.shape[1]).float(), inv_freq).repeat(1, 2)
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * angles.cos() + torch.cat((-x2, x1), dim=-1) * angles.sin()
+
+    x = w["esm.embeddings.word_embeddings.weight"][ids]  # [L, D]
+    states = [x]
+    for i in range(config["num_hidden_layers"]):
+        p = f"esm.encoder.layer.{i}."
+        h = norm(x, p + "attention.LayerNorm")
+        q, k, v = (
+            linear(h, p + f"attention.self.{n}").view(-1, heads, head_dim).transpose(0, 1)
+            for n in ("query", "key", "value")
+        )
+        q, k = rotate(q * head_dim**-0.5), rotate(k)
+        attention = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v  # [H, L, hd]
+        x = x + linear(attention.transpose(0, 1).reshape(-1, d), p + "attention.output.dense")
+        gate, value = linear(norm(x, p + "LayerNorm"), p + "intermediate.dense", False).chunk(2, -1)
+        x = x + linear(F.silu(gate) * value, p + "output.dense", bias=False)
+        states.append(x)
+    states[-1] = norm(x, "esm.encoder.emb_layer_norm_after")
+    return states
+
+
+def nt_config(**fields) -> EncoderConfig:
+    return EncoderConfig(kind="nucleotide_transformer", **{"architecture": {"preset": "tiny"}, **fields})
+
+
+def test_official_checkpoint_round_trip(official_checkpoint):
+    directory, tensors = official_checkpoint
+    model = load_nucleotide_transformer(str(directory))
+    state = model.state_dict()
+    assert set(state) == set(tensors) - UNUSED_OFFICIAL_KEYS
+    for key, value in state.items():
+        assert torch.equal(value, tensors[key]), key
+    assert model.config.add_bias_fnn is False and model.config.position_embedding_type == "rotary"
+
+    encoder = NucleotideTransformerEncoder.from_pretrained(str(directory))
+    again = NucleotideTransformerEncoder.from_pretrained(str(directory))
+    inputs = encoder.tokenize(["ACGTACGGATTACANNACGT", "GATTACA"])
+    with torch.no_grad():
+        first, second, third = encoder(inputs), encoder(inputs), again(inputs)
+    assert torch.equal(first.hidden, second.hidden) and torch.equal(first.hidden, third.hidden)
+    # Every tensor on the path is used as NT-v2 defines it: match a hand-written forward pass.
+    for row, length in enumerate(inputs["attention_mask"].sum(1).tolist()):
+        ids = inputs["input_ids"][row, :length]
+        expected = reference_forward(tensors, OFFICIAL_CONFIG, ids)[-1]
+        torch.testing.assert_close(first.hidden[row, :length], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_checkpoint_missing_a_tensor_is_an_error(official_checkpoint):
+    directory, tensors = official_checkpoint
+    del tensors["esm.encoder.layer.1.intermediate.dense.weight"]
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(IsoformerError, match=r"layer\.1\.intermediate\.dense\.weight"):
+        load_nucleotide_transformer(str(directory))
+
+
+def test_unreachable_checkpoint_names_it_and_the_local_directory_fix(tmp_path):
+    missing = str(tmp_path / "nt-v2-250m")
+    with pytest.raises(IsoformerError, match=r"nt-v2-250m.*local directory"):
+        NucleotideTransformerEncoder(
+            EncoderConfig(kind="nucleotide_transformer", init="pretrained", checkpoint=missing)
+        )
+
+
+def test_padding_never_changes_an_embedding():
+    torch.manual_seed(0)
+    encoder = NucleotideTransformerEncoder(nt_config()).eval()
+    sequences = ["ACGTACGGATTACAGATTACAGG", "GATTNACA", "ACGTAC" * 30 + "NNA"]
+    batch = encoder.tokenize(sequences)
+    with torch.no_grad():
+        together = encoder(batch)
+        for row, sequence in enumerate(sequences):
+            alone = encoder(encoder.tokenize([sequence]))
+            length = alone.hidden.shape[1]
+            torch.testing.assert_close(together.hidden[row, :length], alone.hidden[0])
+            assert torch.equal(together.mask[row, :length], alone.mask[0])
+            assert not together.mask[row, length:].any()
+    assert not together.mask[:, 0].any()  # <cls> carries no sequence
+    assert together.mask.sum(1).tolist() == [3 + 5, 4 + 4, 30 + 2 + 1]
+
+
+def _grad_owners(encoder: NucleotideTransformerEncoder) -> set[str]:
+    out = encoder(encoder.tokenize(["ACGTACGGATTACA", "GGCCAATT"]))
+    if out.hidden.requires_grad:
+        out.hidden.sum().backward()
+    return {name for name, p in encoder.named_parameters() if p.grad is not None}
+
+
+def test_frozen_full_and_last_n_training():
+    assert _grad_owners(NucleotideTransformerEncoder(nt_config(train_mode="frozen"))) == set()
+    assert all(
+        not p.requires_grad
+        for p in NucleotideTransformerEncoder(nt_config(train_mode="frozen")).parameters()
+    )
+    last = _grad_owners(NucleotideTransformerEncoder(nt_config(train_mode="last_n", trainable_layers=1)))
+    assert last and all(
+        name.startswith(("backbone.encoder.layer.1.", "backbone.encoder.emb_layer_norm_after"))
+        for name in last
+    )
+    full = _grad_owners(NucleotideTransformerEncoder(nt_config(train_mode="full")))
+    assert {"backbone.embeddings.word_embeddings.weight",
+            "backbone.encoder.layer.0.intermediate.dense.weight"} <= full
+    with pytest.raises(IsoformerError, match="trainable_layers"):
+        NucleotideTransformerEncoder(nt_config(train_mode="last_n", trainable_layers=3))
+
+
+def test_hidden_layer_selection(official_checkpoint):
+    directory, tensors = official_checkpoint
+    sequence = "ACGTACGGATTACAGT"
+    outputs = {}
+    for layer in (0, 1, 2, -1):
+        encoder = NucleotideTransformerEncoder.from_pretrained(str(directory), hidden_layer=layer)
+        with torch.no_grad():
+            outputs[layer] = encoder(encoder.tokenize([sequence])).hidden[0]
+    expected = reference_forward(tensors, OFFICIAL_CONFIG, encoder.tokenize([sequence])["input_ids"][0])
+    for layer in (0, 1, 2):
+        torch.testing.assert_close(outputs[layer], expected[layer], atol=1e-5, rtol=1e-5)
+    assert torch.equal(outputs[-1], outputs[2])
+    # Layers after the selected one never run, so they get no gradient.
+    shallow = NucleotideTransformerEncoder(nt_config(hidden_layer=1))
+    assert not any("layer.1." in name for name in _grad_owners(shallow))
+    with pytest.raises(IsoformerError, match="hidden_layer 3"):
+        NucleotideTransformerEncoder(nt_config(hidden_layer=3))
+
+
+def test_crops_are_counted_and_logged(caplog):
+    encoder = NucleotideTransformerEncoder(nt_config(max_length=12))
+    assert encoder.max_length == 12 and encoder.crop_rule == "center"
+    with caplog.at_level(logging.INFO, logger="isoformer.encoders.nucleotide_transformer"):
+        inputs = encoder.tokenize(["AAAAAACCCCCCGG", "TTTTTTGGGGGG", "ACG"])
+    # "AAAAAACCCCCCGG" (14) keeps its centre 12, AAAAACCCCCCG: AAAAAC = 8, CCCCCG = 6 + 2731.
+    assert inputs["input_ids"][0].tolist() == [3, 8, 6 + 2 * (1024 + 256 + 64 + 16 + 4) + 3, 1]
+    assert (encoder.cropped_sequences, encoder.cropped_bases) == (1, 2)
+    assert "cropped 1 of 3 sequences" in caplog.text
+
+    default = NucleotideTransformerEncoder(nt_config(crop="end"))
+    assert default.max_length == 12_282  # 2,047 six-mers after <cls>
+    inputs = default.tokenize(["N" * 12_282])  # N is one token per base: cropped again in tokens
+    assert inputs["input_ids"].shape == (1, 2048) and default.cropped_sequences == 1
+    with pytest.raises(IsoformerError, match="max_length"):
+        NucleotideTransformerEncoder(nt_config(max_length=12_283))
+
+
+@pytest.mark.parametrize("preset", ["50m", "100m", "250m", "500m"])
+def test_paper_size_configs_build_with_random_weights(preset):
+    """Full width, depth cut to 2 (memory), through the same code path as the full model."""
+    encoder = NucleotideTransformerEncoder(
+        nt_config(architecture={"preset": preset, "num_hidden_layers": 2})
+    )
+    width, ffn = {"50m": (512, 2048), "100m": (512, 2048), "250m": (768, 3072),
+                  "500m": (1024, 4096)}[preset]
+    assert encoder.output_dim == width
+    layer = encoder.backbone.encoder.layer[1]
+    assert layer.intermediate.dense.weight.shape == (2 * ffn, width)
+    assert layer.intermediate.dense.bias is None and layer.output.dense.bias is None
+    assert encoder.backbone.embeddings.word_embeddings.weight.shape == (4107, width)
+    with torch.no_grad():
+        out = encoder(encoder.tokenize(["ACGTACGGATTACA"]))
+    assert out.hidden.shape == (1, 1 + 2 + 2, width)  # <cls>, two 6-mers, two singles and torch.isfinite(out.hidden).all()
+
+
+def test_50m_preset_has_the_official_parameter_count():
+    # Official 50M: 55,904,972 parameters, of which 2,050 x 512 are the unused position table.
+    model = NucleotideTransformerForMaskedLM(NucleotideTransformerConfig.from_preset("50m"))
+    assert sum(p.numel() for p in model.parameters()) == 55_904_972 - 2050 * 512
