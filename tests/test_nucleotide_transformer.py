@@ -52,7 +52,8 @@ OFFICIAL_CONFIG = {
     "vocab_list": None,
     "vocab_size": 4107,
 }
-UNUSED_OFFICIAL_KEYS = {"esm.embeddings.position_embeddings.weight"}  # learned table, rotary ignores it
+# A learned position table the official checkpoints carry and rotary models never read.
+UNUSED_OFFICIAL_KEYS = {"esm.embeddings.position_embeddings.weight"}
 
 
 def official_tensors(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -142,7 +143,8 @@ def reference_forward(w: dict[str, torch.Tensor], config: dict, ids: torch.Tenso
 
 
 def nt_config(**fields) -> EncoderConfig:
-    return EncoderConfig(kind="nucleotide_transformer", **{"architecture": {"preset": "tiny"}, **fields})
+    fields = {"architecture": {"preset": "tiny"}, **fields}
+    return EncoderConfig(kind="nucleotide_transformer", **fields)
 
 
 def test_official_checkpoint_round_trip(official_checkpoint):
@@ -213,7 +215,8 @@ def test_frozen_full_and_last_n_training():
         not p.requires_grad
         for p in NucleotideTransformerEncoder(nt_config(train_mode="frozen")).parameters()
     )
-    last = _grad_owners(NucleotideTransformerEncoder(nt_config(train_mode="last_n", trainable_layers=1)))
+    last_n = nt_config(train_mode="last_n", trainable_layers=1)
+    last = _grad_owners(NucleotideTransformerEncoder(last_n))
     assert last and all(
         name.startswith(("backbone.encoder.layer.1.", "backbone.encoder.emb_layer_norm_after"))
         for name in last
@@ -233,7 +236,8 @@ def test_hidden_layer_selection(official_checkpoint):
         encoder = NucleotideTransformerEncoder.from_pretrained(str(directory), hidden_layer=layer)
         with torch.no_grad():
             outputs[layer] = encoder(encoder.tokenize([sequence])).hidden[0]
-    expected = reference_forward(tensors, OFFICIAL_CONFIG, encoder.tokenize([sequence])["input_ids"][0])
+    ids = encoder.tokenize([sequence])["input_ids"][0]
+    expected = reference_forward(tensors, OFFICIAL_CONFIG, ids)
     for layer in (0, 1, 2):
         torch.testing.assert_close(outputs[layer], expected[layer], atol=1e-5, rtol=1e-5)
     assert torch.equal(outputs[-1], outputs[2])
@@ -277,7 +281,8 @@ def test_paper_size_configs_build_with_random_weights(preset):
     assert encoder.backbone.embeddings.word_embeddings.weight.shape == (4107, width)
     with torch.no_grad():
         out = encoder(encoder.tokenize(["ACGTACGGATTACA"]))
-    assert out.hidden.shape == (1, 1 + 2 + 2, width)  # <cls>, two 6-mers, two singles and torch.isfinite(out.hidden).all()
+    assert out.hidden.shape == (1, 1 + 2 + 2, width)  # <cls>, two 6-mers, two single bases
+    assert torch.isfinite(out.hidden).all()
 
 
 def test_50m_preset_has_the_official_parameter_count():

@@ -5,9 +5,10 @@ with one change: a bias-free SwiGLU feed-forward instead of ESM's GELU feed-forw
 therefore reuse `EsmConfig` / `EsmForMaskedLM` and replace only each layer's `intermediate` and
 `output` modules, so every parameter keeps the name and shape of the official checkpoints
 (`InstaDeepAI/nucleotide-transformer-v2-*`): `esm.embeddings.word_embeddings`,
-`esm.encoder.layer.N.attention.self.{query,key,value}`, `...attention.self.rotary_embeddings.inv_freq`,
-`...attention.output.dense`, `...attention.LayerNorm`, `...intermediate.dense` (the 2 x FFN gated
-projection), `...output.dense`, `...LayerNorm`, `esm.encoder.emb_layer_norm_after`,
+`esm.encoder.layer.N.attention.self.{query,key,value}`,
+`...attention.self.rotary_embeddings.inv_freq`, `...attention.output.dense`,
+`...attention.LayerNorm`, `...intermediate.dense` (the 2 x FFN gated projection),
+`...output.dense`, `...LayerNorm`, `esm.encoder.emb_layer_norm_after`,
 `esm.contact_head.regression`, `lm_head.*`. The checkpoints also carry an unused learned
 `esm.embeddings.position_embeddings.weight` (rotary models ignore it), which transformers' ESM
 classes skip on load.
@@ -32,13 +33,17 @@ logger = logging.getLogger(__name__)
 # 250M's depth of 24 is from the paper's table, not checked against its config.json here) and a
 # `tiny` one for tests and the embedded default. Every preset shares the NT-v2 defaults below.
 NT_V2_PRESETS: dict[str, dict[str, int]] = {
-    "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64),
-    "50m": dict(hidden_size=512, num_hidden_layers=12, num_attention_heads=16, intermediate_size=2048),
-    "100m": dict(hidden_size=512, num_hidden_layers=22, num_attention_heads=16, intermediate_size=2048),
-    "250m": dict(hidden_size=768, num_hidden_layers=24, num_attention_heads=16, intermediate_size=3072),
-    "500m": dict(
-        hidden_size=1024, num_hidden_layers=29, num_attention_heads=16, intermediate_size=4096
-    ),
+    name: dict(
+        hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads,
+        intermediate_size=ffn,
+    )
+    for name, width, depth, heads, ffn in (
+        ("tiny", 32, 2, 4, 64),
+        ("50m", 512, 12, 16, 2048),
+        ("100m", 512, 22, 16, 2048),
+        ("250m", 768, 24, 16, 3072),
+        ("500m", 1024, 29, 16, 4096),
+    )
 }
 
 NT_V2_CHECKPOINTS: dict[str, str] = {
@@ -170,7 +175,9 @@ def load_nucleotide_transformer(checkpoint: str) -> NucleotideTransformerForMask
             f"{missing[:5]}, wrong shapes: {[key for key, *_ in info['mismatched_keys']][:5]})"
         )
     if info["unexpected_keys"]:
-        logger.warning("%s: ignored tensors not used by NT-v2: %s", checkpoint, info["unexpected_keys"])
+        logger.warning(
+            "%s: ignored tensors not used by NT-v2: %s", checkpoint, info["unexpected_keys"]
+        )
     logger.info("loaded NT-v2 from %s (%d layers, width %d)", checkpoint,
                 model.config.num_hidden_layers, model.config.hidden_size)
     return model

@@ -9,8 +9,8 @@ Built from `EncoderConfig(kind="nucleotide_transformer", ...)`:
 
 Length: the official models take 2,048 tokens including `<cls>`, so `max_length` defaults to
 2,047 six-mers = 12,282 bases; a longer input is cropped by the configured rule (default "center")
-and crops are counted and logged. N bases and remainders add tokens, so a cropped sequence that still
-needs more than 2,048 tokens is cropped again in tokens by the same rule (counted likewise).
+and crops are counted and logged. N bases and remainders add tokens, so a cropped sequence that
+still needs more than 2,048 tokens is cropped again in tokens by the same rule (counted likewise).
 
 Hidden states: `hidden_layer` indexes [embeddings, layer 1, ..., layer N]; the last one has the
 final LayerNorm applied (as the official model's output), intermediate ones are the raw residual
@@ -41,7 +41,8 @@ from isoformer.errors import IsoformerError
 
 logger = logging.getLogger(__name__)
 
-# Official tokenizer limit (`model_max_length`), `<cls>` included; 2,050 positions = 2,048 + offset 2.
+# Official tokenizer limit (`model_max_length`), `<cls>` included: 2,050 positions = 2,048 tokens
+# after the RoBERTa-style position offset of 2.
 NT_MAX_TOKENS = 2048
 
 
@@ -130,7 +131,10 @@ class NucleotideTransformerEncoder(SequenceEncoder):
             self.backbone.encoder.emb_layer_norm_after.requires_grad_(True)
 
     def tokenize(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Crop to `max_length` bases by the crop rule, then 6-mer ids: input_ids/attention_mask [B, L]."""
+        """Crop to `max_length` bases by the crop rule, then 6-mer ids.
+
+        Returns input_ids (LongTensor [B, L], padded with 1) and attention_mask (BoolTensor [B, L]).
+        """
         token_ids = []
         cropped = 0
         for index, sequence in enumerate(sequences):

@@ -128,7 +128,8 @@ class NucleotideTokenizer(_Vocabulary):
     `itertools.product` order over A, T, C, G (AAAAAA=6, AAAAAT=7, ..., GGGGGG=4101); then the
     single letters A, T, C, G, N (4102-4106). A sequence is split at every N; each N-free piece is
     cut into 6-mers from its own start, a remainder shorter than 6 becomes single letters, and each
-    N is its own token. `encode` prepends `<cls>` and adds no `<eos>`, like the official HF tokenizer.
+    N is its own token. `encode` prepends `<cls>` and adds no `<eos>`, like the official HF
+    tokenizer.
     """
 
     def __init__(self, unknown: UnknownNucleotide = "error"):
@@ -157,19 +158,14 @@ class NucleotideTokenizer(_Vocabulary):
         """`<cls>` + token ids of `sequence`; no `<eos>`, no padding."""
         return [self.cls_token_id, *(self.token_to_id[t] for t in self.tokenize(sequence, record))]
 
-    @staticmethod
-    def token_count(num_bases: int) -> int:
-        """Tokens (with `<cls>`) of an N-free sequence of `num_bases` bases."""
-        return 1 + num_bases // NT_KMER + num_bases % NT_KMER
-
 
 class ProteinTokenizer(_Vocabulary):
-    """ESM-2 amino-acid tokenizer: 33 tokens, `<cls>` 0, `<pad>` 1, `<eos>` 2, `<unk>` 3, `<mask>` 32.
+    """ESM-2 residue tokenizer: 33 tokens, `<cls>` 0, `<pad>` 1, `<eos>` 2, `<unk>` 3, `<mask>` 32.
 
     One token per residue, `<cls>` prepended and `<eos>` appended, so an empty protein (a non-coding
     transcript) encodes to `[<cls>, <eos>]`. Lower-case letters are upper-cased. A character outside
-    the vocabulary (a stop `*`, a digit) is an error naming the record and position unless built with
-    `unknown="unk"`, which maps it to `<unk>` as the official tokenizer does.
+    the vocabulary (a stop `*`, a digit) is an error naming the record and position unless built
+    with `unknown="unk"`, which maps it to `<unk>` as the official tokenizer does.
     """
 
     def __init__(self, unknown: UnknownResidue = "error"):
