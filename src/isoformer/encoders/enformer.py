@@ -1,0 +1,220 @@
+"""Enformer trunk embeddings behind the `SequenceEncoder` interface, through `enformer-pytorch`.
+
+Built from `EncoderConfig(kind="enformer", ...)`:
+- `init="random"`: `architecture` holds `Enformer.from_hparams` keyword arguments, optionally
+  `preset` (`tiny`, `paper`) with overrides. Without a preset they override the paper's model.
+- `init="pretrained"`: `checkpoint` is a Hugging Face id (default `EleutherAI/enformer-official-rough`)
+  or a local directory; loaded with `output_heads={}` (IsoFormer uses the trunk, so the 5,313 +
+  1,643 track heads are not built).
+
+Input: one DNA window per transcript, one-hot [B, L, 4] (A, C, G, T; N all zeros). Every window of
+a batch has the same length; `max_length` (default 196,608 bp, the official window) is the window
+the encoder accepts: longer sequences are cropped around their centre (the TSS) and counted,
+shorter ones are an error. The window must be a multiple of the bin size (2^num_downsamples bp).
+
+Output: trunk embeddings [B, bins, 2 x dim] (896 x 3,072 at full size) and an all-True mask (bins
+never hold padding). The trunk crops the centre `target_length` bins (896 of 1,536 at full size,
+because edge bins lack context); a window with fewer bins keeps all of them.
+
+Hidden states: `hidden_layer` indexes [conv tower output, transformer layer 1, ..., layer N,
+trunk output]; -1 (default) is the trunk output of width 2 x dim, the others have width dim and
+are cropped to the same bins. Parts after the selected state are never run.
+
+Positions: the official weights were trained with TensorFlow's gamma positional features, which
+enformer-pytorch ships only for the full 1,536-bin transformer input; pretrained models use them
+at that length and enformer-pytorch's own computation at any other length (random models use
+`architecture["use_tf_gamma"]`, default False).
+
+The wrapper runs the trunk's stages itself instead of `Enformer.forward`, which selects heads and
+moves inputs with a discarded `x.to(self.device)`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from isoformer.encoders.base import (
+    CropRule,
+    EncoderConfig,
+    EncoderOutput,
+    SequenceEncoder,
+    crop_sequence,
+)
+from isoformer.encoders.loading import load_checkpoint
+from isoformer.encoders.tokenizers import one_hot_encode
+from isoformer.encoders.train_modes import (
+    any_trainable,
+    apply_train_mode,
+    keep_frozen_in_eval,
+    resolve_hidden_layer,
+)
+from isoformer.errors import IsoformerError
+
+if TYPE_CHECKING:
+    from enformer_pytorch import Enformer
+
+logger = logging.getLogger(__name__)
+
+ENFORMER_CHECKPOINT = "EleutherAI/enformer-official-rough"
+ENFORMER_WINDOW = 196_608  # bp: 1,536 bins of 128 bp
+TF_GAMMA_BINS = 1536  # the only transformer length enformer-pytorch has TF gammas for
+
+ENFORMER_PRESETS: dict[str, dict[str, Any]] = {
+    # enformer-pytorch's defaults are the published model.
+    "paper": dict(dim=1536, depth=11, heads=8, attn_dim_key=64, num_downsamples=7,
+                  dim_divisible_by=128, target_length=896, output_heads={}),
+    # 16-bp bins; a 2,048-bp window gives 128 bins, cropped to the central 64. dim / heads must
+    # be a multiple of 6 (enformer-pytorch splits relative-position features into 6 groups).
+    "tiny": dict(dim=48, depth=2, heads=4, attn_dim_key=8, num_downsamples=4,
+                 dim_divisible_by=4, target_length=64, output_heads={}),
+}
+
+
+def enformer_hparams(architecture: dict[str, Any]) -> dict[str, Any]:
+    """`from_hparams` kwargs from an architecture dict: optional `preset` (default `paper`)."""
+    fields = dict(architecture)
+    preset = fields.pop("preset", "paper")
+    if preset not in ENFORMER_PRESETS:
+        raise IsoformerError(
+            f"unknown Enformer preset {preset!r} (choose from {', '.join(ENFORMER_PRESETS)})"
+        )
+    return {**ENFORMER_PRESETS[preset], **fields}
+
+
+def _load_enformer(checkpoint_id: str) -> Enformer:
+    from enformer_pytorch import Enformer
+
+    model, info = Enformer.from_pretrained(
+        checkpoint_id, output_heads={}, output_loading_info=True
+    )
+    if info["missing_keys"] or info["mismatched_keys"]:
+        raise IsoformerError(
+            f"enformer: {checkpoint_id} is not an Enformer checkpoint (missing tensors: "
+            f"{info['missing_keys'][:5]}, wrong shapes: "
+            f"{[key for key, *_ in info['mismatched_keys']][:5]})"
+        )
+    logger.info("enformer: loaded %s (depth %d, dim %d)", checkpoint_id, model.config.depth,
+                model.config.dim)
+    return model
+
+
+def build_enformer(config: EncoderConfig) -> Enformer:
+    """The Enformer model (trunk, no heads) that `config` describes: random or pretrained."""
+    if config.init == "pretrained":
+        return load_checkpoint("enformer", config.checkpoint or ENFORMER_CHECKPOINT, _load_enformer)
+    from enformer_pytorch import Enformer
+
+    try:
+        return Enformer.from_hparams(**enformer_hparams(config.architecture))
+    except TypeError as error:
+        raise IsoformerError(f"enformer architecture: {error}") from error
+
+
+class EnformerEncoder(SequenceEncoder):
+    """Enformer embeddings of DNA windows: hidden [B, bins, D], all-True mask [B, bins]."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        if config.kind != "enformer":
+            raise IsoformerError(f"EnformerEncoder cannot build kind {config.kind!r}")
+        self.config = config
+        self.model = build_enformer(config)
+        self.model.config.output_heads = {}
+        self.model.add_heads()  # no heads: IsoFormer reads the trunk
+        model_config = self.model.config
+        self.bin_size = 2**model_config.num_downsamples
+        self.max_length = config.max_length or ENFORMER_WINDOW
+        if self.max_length % self.bin_size:
+            raise IsoformerError(
+                f"enformer: max_length {self.max_length} is not a multiple of the "
+                f"{self.bin_size}-bp bin"
+            )
+        input_bins = self.max_length // self.bin_size
+        self.output_bins = min(model_config.target_length, input_bins)
+        # -1 makes enformer-pytorch's crop a no-op: a short window keeps all its bins.
+        self.model.set_target_length(self.output_bins if self.output_bins < input_bins else -1)
+        if config.init == "pretrained":
+            use_tf_gamma = input_bins == TF_GAMMA_BINS
+        else:
+            use_tf_gamma = model_config.use_tf_gamma
+        for module in self.model.transformer.modules():
+            if hasattr(module, "use_tf_gamma"):
+                module.use_tf_gamma = use_tf_gamma
+        self.crop_rule: CropRule = config.crop or "center"
+        self.num_layers = model_config.depth
+        self.output_layer = resolve_hidden_layer(
+            "enformer", config.hidden_layer, self.num_layers + 2,
+            f"0 = conv tower, 1..{self.num_layers} = transformer layers, "
+            f"{self.num_layers + 1} = trunk output",
+        )
+        self.returns_trunk = self.output_layer == self.num_layers + 1
+        self.output_dim = 2 * model_config.dim if self.returns_trunk else model_config.dim
+        self.cropped_sequences = 0
+        self.cropped_bases = 0
+        apply_train_mode(
+            "enformer", config, stem=[self.model.stem, self.model.conv_tower],
+            layers=list(self.model.transformer[: self.output_layer]),
+            tail=[self.model.final_pointwise] if self.returns_trunk else [],
+        )
+        self.train()
+
+    def train(self, mode: bool = True) -> EnformerEncoder:
+        super().train(mode)
+        keep_frozen_in_eval(self)
+        return self
+
+    def tokenize(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Crop each window around its centre to `max_length`, then one-hot -> {"one_hot": [B, L, 4]}."""
+        windows = []
+        for index, sequence in enumerate(sequences):
+            if len(sequence) < self.max_length:
+                raise IsoformerError(
+                    f"enformer: DNA sequence {index} has {len(sequence)} bp, shorter than the "
+                    f"{self.max_length}-bp window (extract windows of that length, N-padded at "
+                    "chromosome ends, or set the encoder's max_length)"
+                )
+            windows.append(crop_sequence(sequence, self.max_length, self.crop_rule))
+        cropped = sum(len(sequence) > self.max_length for sequence in sequences)
+        if cropped:
+            self.cropped_sequences += cropped
+            self.cropped_bases += sum(len(sequence) for sequence in sequences) - sum(map(len, windows))
+            logger.info("enformer: cropped %d of %d DNA windows to %d bp (%s); %d so far",
+                        cropped, len(sequences), self.max_length, self.crop_rule,
+                        self.cropped_sequences)
+        one_hot, _ = one_hot_encode(windows, unknown="n")
+        return {"one_hot": one_hot}
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
+        one_hot = inputs["one_hot"]  # [B, L, 4]
+        if one_hot.shape[1] != self.max_length:
+            raise IsoformerError(
+                f"enformer: DNA windows of {one_hot.shape[1]} bp, expected {self.max_length} "
+                "(tokenize crops longer windows; every window of a batch has this length)"
+            )
+        model = self.model
+        with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(model)):
+            x = model.conv_tower(model.stem(one_hot.transpose(1, 2)))  # [B, dim, bins]
+            x = x.transpose(1, 2)  # [B, bins, dim]
+            for layer in model.transformer[: min(self.output_layer, self.num_layers)]:
+                if model.use_checkpointing and torch.is_grad_enabled():
+                    x = checkpoint(layer, x, use_reentrant=False)
+                else:
+                    x = layer(x)
+            x = model.crop_final(x)  # [B, output_bins, dim]
+            if self.returns_trunk:
+                x = model.final_pointwise(x)  # [B, output_bins, 2 x dim]
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        return EncoderOutput(hidden=x, mask=mask)
+
+    @classmethod
+    def from_pretrained(
+        cls, checkpoint_id: str = ENFORMER_CHECKPOINT, **config_fields: Any
+    ) -> EnformerEncoder:
+        """Shortcut: an encoder over official Enformer weights (a Hugging Face id or a directory)."""
+        return cls(EncoderConfig(kind="enformer", init="pretrained", checkpoint=checkpoint_id,
+                                 **config_fields))

@@ -1,0 +1,77 @@
+"""Shared by the encoder wrappers: which layer's states to return and which parameters train.
+
+Every wrapper describes its model as three parts on the path to the returned states: a `stem`
+(embeddings, convolution towers), the `layers` that `hidden_layer` and `last_n` count, and a `tail`
+that turns the last used layer into the output (a final LayerNorm, Enformer's pointwise block,
+Borzoi's U-Net decoder). Parts after the returned layer are never run and never train.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from isoformer.encoders.base import EncoderConfig
+from isoformer.errors import IsoformerError
+
+
+def resolve_hidden_layer(kind: str, hidden_layer: int, num_states: int, layout: str) -> int:
+    """Python-style index into `num_states` hidden states -> its non-negative position.
+
+    `layout` names the states for the error message, e.g. "0 = embeddings, 1..30 = layers".
+    """
+    index = hidden_layer if hidden_layer >= 0 else num_states + hidden_layer
+    if not 0 <= index < num_states:
+        raise IsoformerError(
+            f"{kind}: hidden_layer {hidden_layer} is out of range ({layout}; -1 = the last)"
+        )
+    return index
+
+
+def apply_train_mode(
+    kind: str,
+    config: EncoderConfig,
+    stem: Sequence[nn.Module],
+    layers: Sequence[nn.Module],
+    tail: Sequence[nn.Module],
+) -> None:
+    """Set `requires_grad` on the model parts by `config.train_mode`.
+
+    frozen: nothing trains. full: stem, layers and tail train. last_n: the last
+    `config.trainable_layers` of `layers` train, and the tail with them (it only transforms
+    their output). Modules outside the three parts (unused layers, dropped heads) never train.
+    """
+    for part in (*stem, *layers, *tail):
+        part.requires_grad_(False)
+    if config.train_mode == "frozen":
+        return
+    if config.train_mode == "full":
+        trainable = [*stem, *layers, *tail]
+    else:
+        if not 0 < config.trainable_layers <= len(layers):
+            raise IsoformerError(
+                f"{kind}: trainable_layers must be in 1..{len(layers)} for train_mode='last_n' "
+                f"(got {config.trainable_layers})"
+            )
+        trainable = [*layers[len(layers) - config.trainable_layers :], *tail]
+    for part in trainable:
+        part.requires_grad_(True)
+
+
+def keep_frozen_in_eval(root: nn.Module) -> None:
+    """Put every module whose parameters are all frozen in eval mode.
+
+    A frozen encoder must stay as loaded while the rest of the model trains: its BatchNorm
+    statistics (Enformer, Borzoi) must not update and its dropout must not fire.
+    """
+    for name, module in root.named_modules():
+        if not name:
+            continue  # the root itself: its `train` override is what calls us
+        parameters = list(module.parameters())
+        if parameters and not any(parameter.requires_grad for parameter in parameters):
+            module.eval()
+
+
+def any_trainable(module: nn.Module) -> bool:
+    return any(parameter.requires_grad for parameter in module.parameters())
