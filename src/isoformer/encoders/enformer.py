@@ -32,25 +32,17 @@ moves inputs with a discarded `x.to(self.device)`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from isoformer.encoders.base import (
-    CropRule,
-    EncoderConfig,
-    EncoderOutput,
-    SequenceEncoder,
-    crop_sequence,
-)
+from isoformer.encoders.base import CropRule, EncoderConfig, EncoderOutput
+from isoformer.encoders.dna_window import DnaWindowEncoder
 from isoformer.encoders.loading import load_checkpoint
-from isoformer.encoders.tokenizers import one_hot_encode
 from isoformer.encoders.train_modes import (
     any_trainable,
     apply_train_mode,
-    keep_frozen_in_eval,
     resolve_hidden_layer,
 )
 from isoformer.errors import IsoformerError
@@ -115,7 +107,7 @@ def build_enformer(config: EncoderConfig) -> Enformer:
         raise IsoformerError(f"enformer architecture: {error}") from error
 
 
-class EnformerEncoder(SequenceEncoder):
+class EnformerEncoder(DnaWindowEncoder):
     """Enformer embeddings of DNA windows: hidden [B, bins, D], all-True mask [B, bins]."""
 
     def __init__(self, config: EncoderConfig):
@@ -123,6 +115,7 @@ class EnformerEncoder(SequenceEncoder):
         if config.kind != "enformer":
             raise IsoformerError(f"EnformerEncoder cannot build kind {config.kind!r}")
         self.config = config
+        self.kind = "enformer"
         self.model = build_enformer(config)
         self.model.config.output_heads = {}
         self.model.add_heads()  # no heads: IsoFormer reads the trunk
@@ -163,39 +156,9 @@ class EnformerEncoder(SequenceEncoder):
         )
         self.train()
 
-    def train(self, mode: bool = True) -> EnformerEncoder:
-        super().train(mode)
-        keep_frozen_in_eval(self)
-        return self
-
-    def tokenize(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Crop each window around its centre to `max_length`, then one-hot -> {"one_hot": [B, L, 4]}."""
-        windows = []
-        for index, sequence in enumerate(sequences):
-            if len(sequence) < self.max_length:
-                raise IsoformerError(
-                    f"enformer: DNA sequence {index} has {len(sequence)} bp, shorter than the "
-                    f"{self.max_length}-bp window (extract windows of that length, N-padded at "
-                    "chromosome ends, or set the encoder's max_length)"
-                )
-            windows.append(crop_sequence(sequence, self.max_length, self.crop_rule))
-        cropped = sum(len(sequence) > self.max_length for sequence in sequences)
-        if cropped:
-            self.cropped_sequences += cropped
-            self.cropped_bases += sum(len(sequence) for sequence in sequences) - sum(map(len, windows))
-            logger.info("enformer: cropped %d of %d DNA windows to %d bp (%s); %d so far",
-                        cropped, len(sequences), self.max_length, self.crop_rule,
-                        self.cropped_sequences)
-        one_hot, _ = one_hot_encode(windows, unknown="n")
-        return {"one_hot": one_hot}
-
     def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
         one_hot = inputs["one_hot"]  # [B, L, 4]
-        if one_hot.shape[1] != self.max_length:
-            raise IsoformerError(
-                f"enformer: DNA windows of {one_hot.shape[1]} bp, expected {self.max_length} "
-                "(tokenize crops longer windows; every window of a batch has this length)"
-            )
+        self.check_window(one_hot)
         model = self.model
         with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(model)):
             x = model.conv_tower(model.stem(one_hot.transpose(1, 2)))  # [B, dim, bins]

@@ -1,0 +1,172 @@
+"""Borzoi embeddings behind the `SequenceEncoder` interface, through `borzoi-pytorch`.
+
+Built from `EncoderConfig(kind="borzoi", ...)`:
+- `init="random"`: `architecture` holds `Borzoi.from_hparams` keyword arguments (`BorzoiConfig`:
+  dim, depth, heads, attn_dim_key, attn_dim_value, dropout rates), optionally `preset` (`tiny`,
+  `paper`) with overrides. borzoi-pytorch hard-codes the convolution tower's widths (512 to 1,280
+  channels), so `tiny` shrinks only the transformer and the U-Net width and runs on a short window.
+- `init="pretrained"`: `checkpoint` is a Hugging Face id (default `johahi/borzoi-replicate-0`) or a
+  local directory; the human/mouse track heads are not built.
+
+borzoi-pytorch reads a track table with pandas when imported, so it is imported only when a
+Borzoi encoder is built.
+
+Input: one DNA window per transcript, one-hot [B, L, 4]. `max_length` (default 524,288 bp, the
+official window) is the window the encoder accepts: longer sequences are cropped around their
+centre (the TSS) and counted, shorter ones are an error; it must be a multiple of 128 bp (the
+transformer runs on 128-bp bins).
+
+Output: `Borzoi.get_embs_after_crop`, the U-Net output before the final joined convolutions and the
+track heads: [B, bins, dim] in 32-bp bins (6,144 x 1,536 at full size, the central bins the
+official model predicts), all-True mask. A window with fewer than `bins_to_return` bins keeps all.
+Only the last state (`hidden_layer=-1`) is exposed: the transformer layers run on 128-bp bins
+before the U-Net restores 32-bp resolution, so their states are not comparable outputs.
+
+Short windows: borzoi-pytorch 0.4 computes each attention layer's relative-position features once
+for 4,096 transformer positions (the full window) and its relative shift is only right at that
+length. For a shorter window of n positions the wrapper keeps the central 2n - 1 rows of that table
+(distances -(n-1) .. n-1, with the features the official weights were trained with), the same
+features borzoi-pytorch 0.5 computes for any length.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from isoformer.encoders.base import CropRule, EncoderConfig, EncoderOutput
+from isoformer.encoders.dna_window import DnaWindowEncoder
+from isoformer.encoders.loading import load_checkpoint
+from isoformer.encoders.train_modes import any_trainable, apply_train_mode
+from isoformer.errors import IsoformerError
+
+if TYPE_CHECKING:
+    from borzoi_pytorch import Borzoi
+
+logger = logging.getLogger(__name__)
+
+BORZOI_CHECKPOINT = "johahi/borzoi-replicate-0"
+BORZOI_WINDOW = 524_288  # bp
+BORZOI_BIN = 32  # bp per output bin
+BORZOI_TRANSFORMER_BIN = 128  # bp per transformer position
+BORZOI_POSITIONS = 4096  # transformer positions of the full window
+
+BORZOI_PRESETS: dict[str, dict[str, Any]] = {
+    # BorzoiConfig's defaults are the published model.
+    "paper": dict(dim=1536, depth=8, heads=8, attn_dim_key=64, attn_dim_value=192,
+                  bins_to_return=6144),
+    "tiny": dict(dim=32, depth=2, heads=2, attn_dim_key=8, attn_dim_value=16,
+                 bins_to_return=32),
+}
+
+
+def borzoi_hparams(architecture: dict[str, Any]) -> dict[str, Any]:
+    """`from_hparams` kwargs from an architecture dict: optional `preset` (default `paper`)."""
+    fields = dict(architecture)
+    preset = fields.pop("preset", "paper")
+    if preset not in BORZOI_PRESETS:
+        raise IsoformerError(
+            f"unknown Borzoi preset {preset!r} (choose from {', '.join(BORZOI_PRESETS)})"
+        )
+    # The track heads are never used: IsoFormer reads the embeddings before them.
+    return {**BORZOI_PRESETS[preset], **fields, "enable_human_head": False,
+            "enable_mouse_head": False}
+
+
+def _load_borzoi(checkpoint_id: str) -> Borzoi:
+    from borzoi_pytorch import Borzoi
+
+    model, info = Borzoi.from_pretrained(
+        checkpoint_id, enable_human_head=False, enable_mouse_head=False, output_loading_info=True
+    )
+    if info["missing_keys"] or info["mismatched_keys"]:
+        raise IsoformerError(
+            f"borzoi: {checkpoint_id} is not a Borzoi checkpoint (missing tensors: "
+            f"{info['missing_keys'][:5]}, wrong shapes: "
+            f"{[key for key, *_ in info['mismatched_keys']][:5]})"
+        )
+    logger.info("borzoi: loaded %s (depth %d, dim %d)", checkpoint_id, model.config.depth,
+                model.config.dim)
+    return model
+
+
+def build_borzoi(config: EncoderConfig) -> Borzoi:
+    """The Borzoi model (no track heads) that `config` describes: random or pretrained."""
+    if config.init == "pretrained":
+        return load_checkpoint("borzoi", config.checkpoint or BORZOI_CHECKPOINT, _load_borzoi)
+    from borzoi_pytorch import Borzoi
+
+    try:
+        return Borzoi.from_hparams(**borzoi_hparams(config.architecture))
+    except TypeError as error:
+        raise IsoformerError(f"borzoi architecture: {error}") from error
+
+
+def fit_relative_positions(model: torch.nn.Module, positions: int) -> None:
+    """Keep the central 2 x positions - 1 rows of each attention layer's 4,096-position table."""
+    if not 0 < positions <= BORZOI_POSITIONS:
+        raise IsoformerError(f"borzoi: {positions} transformer positions, at most {BORZOI_POSITIONS}")
+    for module in model.modules():
+        table = getattr(module, "positions", None)
+        # Row r of the full table holds distance r - 4095.
+        if isinstance(table, torch.Tensor) and table.shape[0] == 2 * BORZOI_POSITIONS - 1:
+            module.positions = table[BORZOI_POSITIONS - positions : BORZOI_POSITIONS - 1 + positions]
+
+
+class BorzoiEncoder(DnaWindowEncoder):
+    """Borzoi embeddings of DNA windows: hidden [B, bins, dim] in 32-bp bins, all-True mask."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        if config.kind != "borzoi":
+            raise IsoformerError(f"BorzoiEncoder cannot build kind {config.kind!r}")
+        if config.hidden_layer != -1:
+            raise IsoformerError(
+                "borzoi: only hidden_layer=-1 (the embeddings before the heads) is supported; "
+                "its transformer layers run at 128-bp resolution inside the U-Net"
+            )
+        self.config = config
+        self.kind = "borzoi"
+        self.model = build_borzoi(config)
+        self.max_length = config.max_length or BORZOI_WINDOW
+        if self.max_length % BORZOI_TRANSFORMER_BIN:
+            raise IsoformerError(
+                f"borzoi: max_length {self.max_length} is not a multiple of "
+                f"{BORZOI_TRANSFORMER_BIN} bp"
+            )
+        fit_relative_positions(self.model, self.max_length // BORZOI_TRANSFORMER_BIN)
+        input_bins = self.max_length // BORZOI_BIN
+        self.output_bins = min(self.model.crop.target_length, input_bins)
+        # -1 makes borzoi-pytorch's crop a no-op: a short window keeps all its bins.
+        self.model.crop.target_length = self.output_bins if self.output_bins < input_bins else -1
+        self.output_dim = self.model.config.dim
+        self.crop_rule: CropRule = config.crop or "center"
+        self.cropped_sequences = 0
+        self.cropped_bases = 0
+        model = self.model
+        apply_train_mode(
+            "borzoi", config, stem=[model.conv_dna, model.res_tower, model.unet1],
+            layers=list(model.transformer),
+            tail=[model.horizontal_conv0, model.horizontal_conv1, model.upsampling_unet1,
+                  model.separable1, model.upsampling_unet0, model.separable0],
+        )
+        self.train()
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
+        one_hot = inputs["one_hot"]  # [B, L, 4]
+        self.check_window(one_hot)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(self.model)):
+            hidden = self.model.get_embs_after_crop(one_hot.transpose(1, 2))  # [B, dim, bins]
+        hidden = hidden.transpose(1, 2)  # [B, bins, dim]
+        mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
+        return EncoderOutput(hidden=hidden, mask=mask)
+
+    @classmethod
+    def from_pretrained(
+        cls, checkpoint_id: str = BORZOI_CHECKPOINT, **config_fields: Any
+    ) -> BorzoiEncoder:
+        """Shortcut: an encoder over official Borzoi weights (a Hugging Face id or a directory)."""
+        return cls(EncoderConfig(kind="borzoi", init="pretrained", checkpoint=checkpoint_id,
+                                 **config_fields))

@@ -1,0 +1,66 @@
+"""What Enformer and Borzoi share: fixed-length, TSS-centred DNA windows in, one-hot tokens."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from isoformer.encoders.base import CropRule, SequenceEncoder, crop_sequence
+from isoformer.encoders.tokenizers import one_hot_encode
+from isoformer.encoders.train_modes import keep_frozen_in_eval
+from isoformer.errors import IsoformerError
+
+logger = logging.getLogger(__name__)
+
+
+class DnaWindowEncoder(SequenceEncoder):
+    """Base of the one-hot DNA encoders: every window is exactly `max_length` bp.
+
+    Longer sequences are cropped by `crop_rule` (default "center": the TSS stays central) and
+    counted; shorter ones are an error, since the models' bins and crops assume one window length
+    (the data pipeline N-pads windows at chromosome ends). Frozen parts stay in eval mode.
+    """
+
+    kind: str
+    crop_rule: CropRule
+    cropped_sequences: int
+    cropped_bases: int
+
+    def train(self, mode: bool = True) -> DnaWindowEncoder:
+        super().train(mode)
+        keep_frozen_in_eval(self)
+        return self
+
+    def tokenize(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Crop each window to `max_length`, then one-hot -> {"one_hot": FloatTensor [B, L, 4]}.
+
+        Bases other than A, C, G, T (IUPAC codes) read as N, i.e. all zeros.
+        """
+        windows = []
+        for index, sequence in enumerate(sequences):
+            if len(sequence) < self.max_length:
+                raise IsoformerError(
+                    f"{self.kind}: DNA sequence {index} has {len(sequence)} bp, shorter than the "
+                    f"{self.max_length}-bp window (extract windows of that length, N-padded at "
+                    "chromosome ends, or set the encoder's max_length)"
+                )
+            windows.append(crop_sequence(sequence, self.max_length, self.crop_rule))
+        cropped = sum(len(sequence) > self.max_length for sequence in sequences)
+        if cropped:
+            self.cropped_sequences += cropped
+            self.cropped_bases += sum(map(len, sequences)) - sum(map(len, windows))
+            logger.info("%s: cropped %d of %d DNA windows to %d bp (%s); %d so far", self.kind,
+                        cropped, len(sequences), self.max_length, self.crop_rule,
+                        self.cropped_sequences)
+        one_hot, _ = one_hot_encode(windows, unknown="n")
+        return {"one_hot": one_hot}
+
+    def check_window(self, one_hot: torch.Tensor) -> None:
+        """`one_hot` [B, L, 4] must hold windows of exactly `max_length` bp."""
+        if one_hot.ndim != 3 or one_hot.shape[1:] != (self.max_length, 4):
+            raise IsoformerError(
+                f"{self.kind}: expected one-hot DNA windows [B, {self.max_length}, 4], got "
+                f"{list(one_hot.shape)} (tokenize crops longer windows to max_length)"
+            )
