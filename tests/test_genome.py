@@ -82,6 +82,13 @@ def test_odd_windows_are_symmetric_around_the_tss(genome):
         genome.window("chr1", 10, ".", 5)
 
 
+def test_windows_read_iupac_codes_as_n(genome):
+    # chr3 has an IUPAC r at 9. Plus, tss 5, L 24: [-7, 17) = 7 N + chr3[0:17] with R -> N.
+    assert genome.window("chr3", 5, "+", 24) == "NNNNNNNGGGCCACGTNCCTTAGT"
+    # Minus, tss 9, L 4: rc(chr3[8:12]) = rc("TRCC") -> rc("TNCC") = "GGNA".
+    assert genome.window("chr3", 9, "-", 4) == "GGNA"
+
+
 def test_reverse_complement_handles_n_iupac_and_case():
     assert reverse_complement("AACGTN") == "NACGTT"
     assert reverse_complement("RYKMSWBDHVN") == "NBDHVWSKMRY"  # R<->Y, K<->M, B<->V, D<->H

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import gzip
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from isoformer.data.genome import Genome, reverse_complement
+from isoformer.data.genome import Genome, mask_non_acgtn, reverse_complement
 from isoformer.errors import InputFormatError
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,6 @@ TRANSCRIPT_FEATURES = frozenset(
     {"transcript", "exon", "CDS", "UTR", "five_prime_utr", "three_prime_utr", "start_codon",
      "stop_codon", "Selenocysteine"}
 )
-_NON_ACGTN = re.compile("[^ACGTN]")
 
 Interval = tuple[int, int]
 
@@ -103,7 +101,8 @@ class _TranscriptRows:
 
 
 def _attribute(attributes: str, key: str) -> str | None:
-    """Value of `key "value";` in a GTF attribute column; str.find is ~5x faster than a regex here."""
+    """Value of `key "value";` in a GTF attribute column (str.find: measured 1.7x faster than re.search,
+    8x faster than parsing every attribute with re.findall)."""
     needle = key + ' "'
     i = attributes.find(needle)
     while i > 0 and attributes[i - 1] not in " ;":  # a longer key ending in `key`
@@ -271,7 +270,7 @@ def transcript_sequences(
         raise fail(f"exons end at {tx.end}, past the end of {tx.chrom} ({chrom_length} bp in {genome.path})")
 
     genomic = "".join(genome.fetch(tx.chrom, start, end) for start, end in tx.exons)
-    genomic, non_acgtn = _NON_ACGTN.subn("N", genomic)
+    genomic, non_acgtn = mask_non_acgtn(genomic)
     rna = genomic if tx.strand == "+" else reverse_complement(genomic)
     if not tx.cds:
         return TranscriptSequences(rna, "", 0, 0, 0, non_acgtn)

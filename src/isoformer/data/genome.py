@@ -7,6 +7,7 @@ Biopython, which pyfaidx imports on demand.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import TracebackType
 
@@ -15,6 +16,15 @@ import pyfaidx
 from isoformer.errors import InputFormatError, IsoformerError
 
 STRANDS = ("+", "-")
+_NON_ACGTN = re.compile("[^ACGTN]")
+
+
+def mask_non_acgtn(seq: str) -> tuple[str, int]:
+    """`seq` with every character other than A, C, G, T, N read as N, and how many were replaced.
+
+    hg38 holds a few IUPAC codes (R, Y, M, ...); to every encoder they mean an unknown base.
+    """
+    return _NON_ACGTN.subn("N", seq)
 
 
 def reverse_complement(seq: str) -> str:
@@ -80,6 +90,8 @@ class Genome:
     def window(self, chrom: str, tss: int, strand: str, length: int) -> str:
         """`length` bases around `tss` read 5'->3' on `strand`, with the TSS at index `length // 2`.
 
+        Only A, C, G, T, N come back: positions off the chromosome and IUPAC codes read N.
+
         Plus strand: `[tss - length//2, tss - length//2 + length)`. Minus strand: the reverse
         complement of `[tss + length//2 + 1 - length, tss + length//2 + 1)`. For even lengths these
         are `[tss - L/2, tss + L/2)` and `[tss - L/2 + 1, tss + L/2 + 1)`; for odd lengths both are
@@ -89,14 +101,10 @@ class Genome:
             raise ValueError(f"window length must be positive, got {length}")
         if strand == "+":
             start = tss - length // 2
-            return self.fetch(chrom, start, start + length)
+            return mask_non_acgtn(self.fetch(chrom, start, start + length))[0]
         if strand == "-":
             end = tss + length // 2 + 1
-            seq = self.fetch(chrom, end - length, end)
-            try:
-                return reverse_complement(seq)
-            except ValueError as err:
-                raise InputFormatError(self.path, f"{chrom}:{end - length}-{end}: {err}") from None
+            return reverse_complement(mask_non_acgtn(self.fetch(chrom, end - length, end))[0])
         raise ValueError(f"strand must be one of {STRANDS}, got {strand!r}")
 
     def close(self) -> None:
