@@ -1,13 +1,16 @@
 """GTF reading and transcript sequences, pinned on tests/files/{genome.fa,annotation.gtf}.
 
 The fixture genome was written from these 0-based pieces (lower case = soft-masked):
-  chr1: [0,10) ccgtacgtta | exon 1 [10,30) ggacTCAGCA ATGGCCTGGA | intron [30,50) GTAAGTCCTTGACCTTGCAG
-        | exon 2 [50,80) ACGATTGCCATGAAAAGCTGATCTTCCCGA | intron [80,100) GTATGTaaaaaaaaacctag
+  chr1: [0,10) ccgtacgtta | exon 1 [10,30) ggacTCAGCA ATGGCCTGGA
+        | intron [30,50) GTAAGTCCTTGACCTTGCAG | exon 2 [50,80) ACGATTGCCATGAAAAGCTGATCTTCCCGA
+        | intron [80,100) GTATGTaaaaaaaaacctag
         | exon 3 [100,115) GCTAC TAA gcattca | [115,130) GGTTNNNNNNNNACG
-  chr2: [0,33) ACGTACGTAC NNNNNNNNNN TTGACCAGTTGAC | exon 3 [33,40) ttcaggT | intron [40,51) CTAAAGGATAC
+  chr2: [0,33) ACGTACGTAC NNNNNNNNNN TTGACCAGTTGAC | exon 3 [33,40) ttcaggT
+        | intron [40,51) CTAAAGGATAC
         | exon 2 [51,70) CAAACCCATTGAATAAGTC | intron [70,84) CTTACCCGGTTTAC
         | exon 1 [84,96) CTGAACGTTTGC | [96,100) acgt
-  chr3: GGGCC | exon 1 [5,15) ACGTrCCTTA | GTNNNNNNAG | exon 2 [25,35) TTGGCCAATT | CCCCCAAAAAGGGGGTTTTTACGTA
+  chr3: GGGCC | exon 1 [5,15) ACGTrCCTTA | GTNNNNNNAG | exon 2 [25,35) TTGGCCAATT
+        | CCCCCAAAAAGGGGGTTTTTACGTA
 Exon numbers on chr2 are in transcript order (minus strand: exon 1 has the highest coordinates).
 """
 
@@ -22,7 +25,12 @@ from pathlib import Path
 import pytest
 
 from isoformer.data.gencode import (
-    Transcript, TranscriptSequences, UnusableCdsError, read_gtf, transcript_sequences, translate,
+    Transcript,
+    TranscriptSequences,
+    UnusableCdsError,
+    read_gtf,
+    transcript_sequences,
+    translate,
 )
 from isoformer.data.genome import Genome
 from isoformer.errors import InputFormatError
@@ -30,7 +38,10 @@ from isoformer.errors import InputFormatError
 FILES = Path(__file__).parent / "files"
 GTF = FILES / "annotation.gtf"
 PLUS, RETAINED, MINUS, LINC = (
-    "ENST00000000001.1", "ENST00000000002.1", "ENST00000000003.2", "ENST00000000004.1"
+    "ENST00000000001.1",
+    "ENST00000000002.1",
+    "ENST00000000003.2",
+    "ENST00000000004.1",
 )
 
 
@@ -61,7 +72,11 @@ def test_read_gtf_keeps_file_order_and_counts_transcripts_without_exons():
 
 def test_plus_transcript_rows_become_sorted_0_based_intervals(transcripts):
     tx = transcripts[PLUS]
-    assert (tx.gene_id, tx.gene_name, tx.transcript_type) == ("ENSG00000000001.1", "GENEP", "protein_coding")
+    assert (tx.gene_id, tx.gene_name, tx.transcript_type) == (
+        "ENSG00000000001.1",
+        "GENEP",
+        "protein_coding",
+    )
     assert (tx.chrom, tx.strand, tx.line) == ("chr1", "+", 5)
     # GTF exons 11-30, 51-80, 101-115 -> [10,30), [50,80), [100,115)
     assert tx.exons == ((10, 30), (50, 80), (100, 115))
@@ -91,11 +106,16 @@ def test_exon_only_gtf_takes_attributes_and_line_from_the_first_row(tmp_path):
     no_transcript_rows.write_text("".join(line for line in lines if "\ttranscript\t" not in line))
     result = read_gtf(no_transcript_rows)
     tx = result.transcripts[PLUS]
-    assert (tx.line, tx.gene_name, tx.transcript_type) == (5, "GENEP", "protein_coding")  # old line 6
+    assert (tx.line, tx.gene_name, tx.transcript_type) == (
+        5,
+        "GENEP",
+        "protein_coding",
+    )  # old line 6
     assert result.counts["transcripts"] == 4 and "skipped_no_exons" not in result.counts
 
 
-# Fixture line 8 is:  chr1 HAVANA CDS 21 30 . + 0 gene_id "ENSG00000000001.1"; transcript_id "ENST00000000001.1"; ...
+# Fixture line 8 is the plus transcript's first CDS row:
+#   chr1 HAVANA CDS 21 30 . + 0 gene_id "ENSG00000000001.1"; transcript_id "ENST00000000001.1"; ...
 @pytest.mark.parametrize(
     ("old", "new", "line", "problem"),
     [
@@ -107,7 +127,12 @@ def test_exon_only_gtf_takes_attributes_and_line_from_the_first_row(tmp_path):
         ('transcript_id "ENST00000000001.1"; ', "", 8, "CDS row without a transcript_id attribute"),
         ("\t.\t+\t0\t", "\t.\t+\t3\t", 8, "CDS phase must be 0, 1 or 2, found '3'"),
         ("\t.\t+\t0\t", "\t.\t+\t.\t", 8, "CDS phase must be 0, 1 or 2, found '.'"),
-        ("chr1\tHAVANA\tCDS", "chr2\tHAVANA\tCDS", 8, "ENST00000000001.1 is on chr2 + here but on chr1 + at line 5"),
+        (
+            "chr1\tHAVANA\tCDS",
+            "chr2\tHAVANA\tCDS",
+            8,
+            "ENST00000000001.1 is on chr2 + here but on chr1 + at line 5",
+        ),
     ],
 )
 def test_malformed_gtf_line_names_file_line_and_problem(tmp_path, old, new, line, problem):
@@ -145,7 +170,11 @@ def test_plus_coding_transcript_with_cds_split_across_three_exons(transcripts, g
     # ATG GCC TGG AAC GAT TGC CAT GAA AAG CTG ATC TTC CCG AGC TAC = M A W N D C H E K L I F P S Y
     assert sequences(transcripts[PLUS], genome) == TranscriptSequences(
         rna="GGACTCAGCAATGGCCTGGAACGATTGCCATGAAAAGCTGATCTTCCCGAGCTACTAAGCATTCA",
-        protein="MAWNDCHEKLIFPSY", utr5_length=10, cds_length=48, utr3_length=7, non_acgtn=0,
+        protein="MAWNDCHEKLIFPSY",
+        utr5_length=10,
+        cds_length=48,
+        utr3_length=7,
+        non_acgtn=0,
     )
 
 
@@ -158,7 +187,11 @@ def test_minus_coding_transcript_with_phase_2_and_a_split_stop_codon(transcripts
     # lengths: 5'UTR 0 (cds_start_NF), CDS 12 + 17 + 3 = 32 (phase bases included), 3'UTR 6
     assert sequences(transcripts[MINUS], genome) == TranscriptSequences(
         rna="GCAAACGTTCAGGACTTATTCAATGGGTTTGACCTGAA",
-        protein="KRSGLIQWV", utr5_length=0, cds_length=32, utr3_length=6, non_acgtn=0,
+        protein="KRSGLIQWV",
+        utr5_length=0,
+        cds_length=32,
+        utr3_length=6,
+        non_acgtn=0,
     )
 
 
@@ -166,11 +199,20 @@ def test_non_coding_transcripts(transcripts, genome):
     # chr1[10:60) upper-cased; no CDS: no protein, no UTRs.
     assert sequences(transcripts[RETAINED], genome) == TranscriptSequences(
         rna="GGACTCAGCAATGGCCTGGAGTAAGTCCTTGACCTTGCAGACGATTGCCA",
-        protein="", utr5_length=0, cds_length=0, utr3_length=0, non_acgtn=0,
+        protein="",
+        utr5_length=0,
+        cds_length=0,
+        utr3_length=0,
+        non_acgtn=0,
     )
-    # chr3[5:15) + chr3[25:35) = ACGTrCCTTA + TTGGCCAATT; the soft-masked IUPAC r is counted, read N.
+    # chr3[5:15) + chr3[25:35) = ACGTrCCTTA + TTGGCCAATT; the IUPAC r is counted and reads N.
     assert sequences(transcripts[LINC], genome) == TranscriptSequences(
-        rna="ACGTNCCTTATTGGCCAATT", protein="", utr5_length=0, cds_length=0, utr3_length=0, non_acgtn=1,
+        rna="ACGTNCCTTATTGGCCAATT",
+        protein="",
+        utr5_length=0,
+        cds_length=0,
+        utr3_length=0,
+        non_acgtn=1,
     )
 
 
@@ -181,11 +223,17 @@ def test_incomplete_cds_end_drops_the_partial_codon(transcripts, genome):
         transcripts[PLUS], cds=((20, 30, 0), (50, 80, 2), (100, 104, 2)), stop_codon=()
     )
     got = sequences(tx, genome)
-    assert (got.protein, got.utr5_length, got.cds_length, got.utr3_length) == ("MAWNDCHEKLIFPS", 10, 44, 11)
+    assert (got.protein, got.utr5_length, got.cds_length, got.utr3_length) == (
+        "MAWNDCHEKLIFPS",
+        10,
+        44,
+        11,
+    )
 
 
 # The plus transcript read one base later (first phase 1; later rows then have phase 0):
-# rna[11:55) = TGG CCT GGA ACG ATT GCC ATG AAA AGC TGA TCT TCC CGA GCT | AC -> W P G T I A M K S * S S R A
+# rna[11:55) = TGG CCT GGA ACG ATT GCC ATG AAA AGC TGA TCT TCC CGA GCT | AC
+#            -> W P G T I A M K S * S S R A
 SHIFTED_CDS = ((20, 30, 1), (50, 80, 0), (100, 105, 0))
 
 
@@ -194,7 +242,10 @@ def test_internal_stop_is_an_unusable_cds(transcripts, genome):
     with pytest.raises(UnusableCdsError) as caught:
         sequences(tx, genome)
     assert caught.value.reason == "internal_stop"
-    assert str(caught.value) == f"{GTF}:5: transcript {PLUS}: internal stop codon at amino acid 10 of 14"
+    assert (
+        str(caught.value)
+        == f"{GTF}:5: transcript {PLUS}: internal stop codon at amino acid 10 of 14"
+    )
 
 
 def test_selenocysteine_row_reads_u(transcripts, genome):
@@ -206,8 +257,11 @@ def test_selenocysteine_row_reads_u(transcripts, genome):
 def test_phase_that_breaks_the_frame_is_an_unusable_cds(transcripts, genome):
     # After the 10-base first row, the second row must have phase (0 - 10) % 3 = 2.
     tx = dataclasses.replace(transcripts[PLUS], cds=((20, 30, 0), (50, 80, 0), (100, 105, 2)))
-    with pytest.raises(UnusableCdsError, match="CDS phase 0 at transcript base 21 breaks the reading frame "
-                                                 r"\(expected 2\)") as caught:
+    with pytest.raises(
+        UnusableCdsError,
+        match="CDS phase 0 at transcript base 21 breaks the reading frame "
+        r"\(expected 2\)",
+    ) as caught:
         sequences(tx, genome)
     assert caught.value.reason == "phase_mismatch"
 
@@ -215,7 +269,9 @@ def test_phase_that_breaks_the_frame_is_an_unusable_cds(transcripts, genome):
 @pytest.mark.parametrize("cds", [((20, 22, 0),), ((20, 24, 2),)])
 def test_cds_shorter_than_a_codon_after_phase_is_an_unusable_cds(transcripts, genome, cds):
     tx = dataclasses.replace(transcripts[PLUS], cds=cds, stop_codon=())
-    with pytest.raises(UnusableCdsError, match=re.escape(f"{GTF}:5: transcript {PLUS}: CDS has 2 bases")):
+    with pytest.raises(
+        UnusableCdsError, match=re.escape(f"{GTF}:5: transcript {PLUS}: CDS has 2 bases")
+    ):
         sequences(tx, genome)
 
 
@@ -226,11 +282,16 @@ def test_cds_shorter_than_a_codon_after_phase_is_an_unusable_cds(transcripts, ge
         ({"cds": ((20, 35, 0),)}, "CDS 21..35 is not inside one exon"),
         ({"stop_codon": ((115, 118),)}, "stop_codon 116..118 is not inside one exon"),
         # second CDS row from genome 55: rna 25, leaving rna bases 21..25 (1-based) uncovered
-        ({"cds": ((20, 30, 0), (55, 80, 1), (100, 105, 2))}, "CDS/stop_codon rows leave a gap at transcript bases 21..25"),
+        (
+            {"cds": ((20, 30, 0), (55, 80, 1), (100, 105, 2))},
+            "CDS/stop_codon rows leave a gap at transcript bases 21..25",
+        ),
         ({"exons": ((10, 30), (120, 135))}, "exons end at 135, past the end of chr1 (130 bp"),
     ],
 )
-def test_structural_cds_and_chromosome_errors_name_gtf_line_and_transcript(transcripts, genome, change, problem):
+def test_structural_cds_and_chromosome_errors_name_gtf_line_and_transcript(
+    transcripts, genome, change, problem
+):
     tx = dataclasses.replace(transcripts[PLUS], **change)
     with pytest.raises(InputFormatError) as caught:
         sequences(tx, genome)

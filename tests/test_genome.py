@@ -1,7 +1,8 @@
 """Genome: fetch with N-padding, strand-aware TSS windows, upper-casing, bad FASTA files.
 
 tests/files/genome.fa, 0-based positions (lower case = soft-masked in the file):
-  chr1 (130 bp): [0,10) ccgtacgtta  [10,20) ggacTCAGCA  [20,30) ATGGCCTGGA  ...  [115,130) GGTTNNNNNNNNACG
+  chr1 (130 bp): [0,10) ccgtacgtta  [10,20) ggacTCAGCA  [20,30) ATGGCCTGGA  ...
+                 [115,130) GGTTNNNNNNNNACG
   chr2 (100 bp): ...  [84,96) CTGAACGTTTGC  [96,100) acgt
   chr3 (60 bp):  GGGCC ACGTrCCTTA GTNNNNNNAG TTGGCCAATT CCCCCAAAAAGGGGGTTTTTACGTA
 """
@@ -58,7 +59,8 @@ def test_fetch_pads_with_n_past_either_end(genome):
 
 
 def test_plus_window_past_chromosome_start(genome):
-    # tss 10, L 24: [10 - 12, 10 + 12) = [-2, 22) -> "NN" + chr1[0:22] = NN + ccgtacgtta ggacTCAGCA AT
+    # tss 10, L 24: [10 - 12, 10 + 12) = [-2, 22) -> "NN" + chr1[0:22]
+    #   = NN + ccgtacgtta ggacTCAGCA AT
     window = genome.window("chr1", 10, "+", 24)
     assert window == "NNCCGTACGTTAGGACTCAGCAAT"
     assert window[12] == "G"  # chr1[10], the TSS, at index L/2

@@ -1,4 +1,4 @@
-"""Indexed genome FASTA: random access by 0-based half-open coordinates, N-padding, strand-aware windows.
+"""Indexed genome FASTA: 0-based half-open random access, N-padding, strand-aware TSS windows.
 
 pyfaidx does the indexing (it writes `<fasta>.fai` next to the file when missing or stale) and
 the reading; plain FASTA works out of the box, bgzipped FASTA (`.fa.gz` from `bgzip`) needs
@@ -77,7 +77,7 @@ class Genome:
             raise IsoformerError(f"{self.path}: no sequence named {chrom!r}") from None
 
     def fetch(self, chrom: str, start: int, end: int) -> str:
-        """Upper-case bases of `chrom[start:end]`; positions < 0 or >= the chromosome length are N."""
+        """Upper-case bases of `chrom[start:end]`; positions < 0 or >= its length read N."""
         if start > end:
             raise ValueError(f"fetch {chrom}:{start}-{end}: start is after end")
         length = self.chrom_length(chrom)
@@ -114,7 +114,10 @@ class Genome:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
