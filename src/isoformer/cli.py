@@ -93,11 +93,96 @@ def _run_import_instadeep(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------- training
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train an IsoFormer run (resumes RUN/checkpoints/last.ckpt when present)",
+        epilog="Any config field can follow as an override (see `isoformer.model.config`). Running "
+               "train again on an existing RUN with the same config resumes it; a different config is "
+               "refused unless --overwrite.")
+    p.add_argument("--data", type=Path, required=True, help="dataset directory from `build`")
+    p.add_argument("--preset", default="tiny", help="tiny | paper | paper-nt (default: tiny)")
+    p.add_argument("--out", type=Path, required=True, help="run directory to create or resume")
+    p.add_argument("--modalities", default=None, help="comma-separated subset of dna,rna,protein")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
+    p.add_argument("--max-epochs", type=int, default=None, help="default: the preset's")
+    p.add_argument("--overwrite", action="store_true", help="replace a run whose config differs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from isoformer.constants import MODALITIES
+    from isoformer.training.fit import train
+
+    modalities = None
+    if args.modalities is not None:
+        modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
+        unknown = [m for m in modalities if m not in MODALITIES]
+        if unknown or not modalities:
+            raise IsoformerError(f"--modalities {args.modalities!r}: choose a non-empty subset of "
+                                 f"{','.join(MODALITIES)}")
+    run = train(args.data, args.preset, args.out, overrides=args.overrides, modalities=modalities,
+                seed=args.seed, max_epochs=args.max_epochs, overwrite=args.overwrite,
+                progress=not args.no_progress)
+    print(f"run written to {run}")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score a run on a dataset split: metrics JSON + figures in RUN/")
+    p.add_argument("--run", type=Path, required=True, help="run directory from `train`")
+    p.add_argument("--data", type=Path, required=True, help="dataset directory from `build`")
+    p.add_argument("--split", default="test", help="train, valid or test (default: test)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--fasta", type=Path, default=None, help="genome FASTA (default: the dataset's)")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from isoformer.training.evaluate import evaluate_run
+
+    report = evaluate_run(args.run, args.data, split=args.split, batch_size=args.batch_size, fasta=args.fasta)
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    mean = report["mean"]
+    print(f"{args.split}: {report['n_transcripts']} transcripts, {len(report['per_tissue'])} tissues")
+    print(f"mean over tissues: R2 {fmt(mean['r2'])}  Spearman {fmt(mean['spearman'])}  "
+          f"Pearson {fmt(mean['pearson'])}")
+    print(f"isoform-ranking Spearman: {fmt(report['isoform_spearman'])}")
+    print(f"written: {args.run / f'metrics_{args.split}.json'}, {args.run / 'r2_per_tissue.png'}, "
+          f"{args.run / f'predicted_vs_observed_{args.split}.png'}")
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict expression per tissue for JSON/JSONL records",
+                       epilog="Exit code 1 when some records failed; each has an 'error' field.")
+    p.add_argument("--run", type=Path, required=True, help="run directory from `train`")
+    p.add_argument("--input", type=Path, required=True, help="records (.jsonl, or .json: object or list)")
+    p.add_argument("--output", type=Path, required=True, help="JSONL file to write")
+    p.add_argument("--batch-size", type=int, default=16)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from isoformer.training.predict import predict_file
+
+    summary = predict_file(args.run, args.input, args.output, batch_size=args.batch_size)
+    if summary.n_failed:
+        print(f"isoformer predict: {summary.n_failed} of {summary.n_records} records failed "
+              f"(see their 'error' field in {summary.output})", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS = {
     "simulate": (_add_simulate, _run_simulate),
     "build": (_add_build, _run_build),
     "export": (_add_export, _run_export),
     "import-instadeep": (_add_import_instadeep, _run_import_instadeep),
+    "train": (_add_train, _run_train),
+    "evaluate": (_add_evaluate, _run_evaluate),
+    "predict": (_add_predict, _run_predict),
 }
 
 

@@ -1,0 +1,70 @@
+"""Figures of an evaluated run: R2 per tissue (as the paper's Figure 3) and predicted vs observed.
+
+Files are written through a temporary name and renamed, like every other output.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def _save(fig: Figure, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def plot_r2_per_tissue(r2: Mapping[str, float | None], path: str | Path, title: str = "") -> Path:
+    """One bar per tissue (undefined R2 drawn as an empty slot), a dashed line at the mean."""
+    path = Path(path)
+    tissues = list(r2)
+    values = np.array([np.nan if r2[t] is None else r2[t] for t in tissues], dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(tissues) + 1.5), 4.0))
+    ax.bar(np.arange(len(tissues)), np.nan_to_num(values, nan=0.0), color="#4C72B0")
+    defined = values[np.isfinite(values)]
+    if len(defined):
+        ax.axhline(defined.mean(), color="black", linestyle="--", linewidth=1,
+                   label=f"mean R$^2$ = {defined.mean():.3f}")
+        ax.legend(loc="upper right", frameon=False)
+    ax.set_xticks(np.arange(len(tissues)), tissues, rotation=90)
+    ax.set_ylabel("R$^2$")
+    ax.set_xlim(-0.6, len(tissues) - 0.4)
+    ax.set_title(title)
+    _save(fig, path)
+    return path
+
+
+def plot_predicted_vs_observed(predicted: np.ndarray, observed: np.ndarray, path: str | Path,
+                               title: str = "") -> Path:
+    """All finite (transcript, tissue) pairs, log(1 + TPM) on both axes, with the identity line."""
+    path = Path(path)
+    predicted, observed = np.asarray(predicted).ravel(), np.asarray(observed).ravel()
+    valid = np.isfinite(observed) & np.isfinite(predicted)
+    x, y = observed[valid], predicted[valid]
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.scatter(x, y, s=3, alpha=0.3, color="#4C72B0", linewidths=0, rasterized=True)
+    if len(x):
+        low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        ax.plot([low, high], [low, high], color="black", linewidth=1, linestyle="--")
+    ax.set_xlabel("observed log(1 + TPM)")
+    ax.set_ylabel("predicted log(1 + TPM)")
+    ax.set_title(title)
+    _save(fig, path)
+    return path

@@ -1,0 +1,114 @@
+"""Train / valid / test loaders over a built dataset.
+
+Batches stay lists of item dicts (sequences as strings, targets as arrays): tokenisation happens in
+the LightningModule through `IsoFormer.tokenize`, which pads each batch only to its longest member.
+Training batches can be bucketed by RNA length so that padding, the main waste, stays small.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Sampler
+
+from isoformer.data.dataset import TranscriptDataset
+from isoformer.errors import IsoformerError
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+
+
+def collate_records(items: list[Record]) -> list[Record]:
+    """Keep the batch as a list of records; the model tokenises (and pads) it."""
+    return items
+
+
+class LengthBucketBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of similar length.
+
+    Each epoch: shuffle all indices, cut them into pools of `batch_size * pool_batches`, sort each
+    pool by length, cut it into batches, then shuffle the batch order. Written here because neither
+    torch nor Lightning ships a length-bucketing batch sampler.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, pool_batches: int = 50):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.pool_size = batch_size * pool_batches
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size) if self.lengths else 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every epoch."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        # A seed- and epoch-determined order: reproducible, also after resuming mid-run.
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        indices = list(range(len(self.lengths)))
+        rng.shuffle(indices)
+        batches = []
+        for start in range(0, len(indices), self.pool_size):
+            pool = sorted(indices[start : start + self.pool_size], key=self.lengths.__getitem__)
+            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        rng.shuffle(batches)
+        yield from batches
+
+
+class TranscriptDataModule(L.LightningDataModule):
+    """Loaders for the dataset's train / valid / test splits at the model's DNA window length."""
+
+    def __init__(self, data_dir: str | Path, batch_size: int, dna_length: int | None = None,
+                 num_workers: int = 0, bucket_by_length: bool = True, seed: int = 0):
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.batch_size = batch_size
+        self.dna_length = dna_length
+        self.num_workers = num_workers
+        self.bucket_by_length = bucket_by_length
+        self.seed = seed
+        self.datasets: dict[str, TranscriptDataset] = {}
+
+    def split(self, name: str) -> TranscriptDataset:
+        """The dataset of one split, loaded once; an empty split is an error (nothing to fit or score)."""
+        if name not in self.datasets:
+            dataset = TranscriptDataset(self.data_dir, split=name, dna_length=self.dna_length)
+            if len(dataset) == 0:
+                raise IsoformerError(f"{self.data_dir}: the {name!r} split holds no transcripts")
+            log.info("%s split: %d transcripts", name, len(dataset))
+            self.datasets[name] = dataset
+        return self.datasets[name]
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", None):
+            self.split("train")
+            self.split("valid")
+        if stage in ("test", None):
+            self.split("test")
+
+    def _loader(self, name: str, **kwargs: Any) -> DataLoader:
+        return DataLoader(self.split(name), collate_fn=collate_records, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, **kwargs)
+
+    def train_dataloader(self) -> DataLoader:
+        if not self.bucket_by_length:
+            return self._loader("train", batch_size=self.batch_size, shuffle=True)
+        lengths = [len(rna) for rna in self.split("train").rna]
+        sampler = LengthBucketBatchSampler(lengths, self.batch_size, seed=self.seed)
+        return self._loader("train", batch_sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid", batch_size=self.batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", batch_size=self.batch_size)
+

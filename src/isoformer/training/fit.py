@@ -1,0 +1,206 @@
+"""`isoformer train`: fit an IsoFormer on a built dataset and write a self-describing run directory.
+
+RUN/
+  config.yaml          resolved config (preset + overrides + the dataset's tissues)
+  tissues.json         tissue names, in target order
+  normalization.json   per-tissue mean / std of the training targets (log(1 + TPM))
+  dataset.json         dataset path, sha256 of transcripts.parquet, and its metadata (input checksums)
+  checkpoints/         Lightning checkpoints: best.ckpt (lowest val_loss) and last.ckpt
+  logs/metrics.csv     per-step / per-epoch losses and validation R2 (CSV logger)
+  model/               the best model, exported with `IsoFormer.save_pretrained`
+  training.json        best val_loss, the checkpoint it came from, epochs run
+
+Resuming: running `train` again with the same config and dataset on a RUN that holds
+checkpoints/last.ckpt continues from it (optimizer, epoch, early-stopping state included). A RUN
+whose saved config or dataset differs is refused unless `overwrite=True`, which deletes the
+previous run's files first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from isoformer.data.dataset import read_metadata, read_transcripts
+from isoformer.data.schema import TRANSCRIPTS_FILE
+from isoformer.errors import IsoformerError
+from isoformer.model.config import RunConfig, apply_overrides, config_to_dict, load_preset, save_config
+from isoformer.model.isoformer import IsoFormer
+from isoformer.training.datamodule import TranscriptDataModule
+from isoformer.training.module import IsoFormerModule, TargetStatistics
+
+log = logging.getLogger(__name__)
+
+RUN_FILES = ("config.yaml", "tissues.json", "normalization.json", "dataset.json", "checkpoints",
+             "logs", "model", "training.json")
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def write_json_atomic(data: Any, path: Path) -> None:
+    """Write JSON to a temporary file beside `path`, then rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, allow_nan=False)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def resolve_config(data_dir: Path, preset: str, overrides: Sequence[str] = (),
+                   modalities: Sequence[str] | None = None, seed: int | None = None,
+                   max_epochs: int | None = None) -> RunConfig:
+    """Preset -> command-line overrides -> explicit options -> the dataset's tissues (and window)."""
+    config = apply_overrides(load_preset(preset), list(overrides))
+    metadata = read_metadata(data_dir)
+    model_changes: dict[str, Any] = {"tissues": list(metadata["tissues"])}
+    if modalities is not None:
+        model_changes["modalities"] = list(modalities)
+    if config.model.dna_length is None:
+        model_changes["dna_length"] = int(metadata["dna_length"])
+    training_changes: dict[str, Any] = {}
+    if seed is not None:
+        training_changes["seed"] = seed
+    if max_epochs is not None:
+        training_changes["max_epochs"] = max_epochs
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, **model_changes),
+                               training=dataclasses.replace(config.training, **training_changes))
+
+
+def _config_as_saved(config: RunConfig) -> dict[str, Any]:
+    """The config as it reads back from YAML (tuples become lists), for comparison with a saved run."""
+    return yaml.safe_load(yaml.safe_dump(config_to_dict(config), sort_keys=True))
+
+
+def _differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [k for key in keys for k in _differing_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def dataset_fingerprint(data_dir: Path) -> dict[str, Any]:
+    return {"path": str(data_dir.resolve()), "transcripts_sha256": _sha256(data_dir / TRANSCRIPTS_FILE),
+            "metadata": read_metadata(data_dir)}
+
+
+def _prepare_run_dir(out: Path, config: RunConfig, fingerprint: dict[str, Any],
+                     overwrite: bool) -> Path | None:
+    """Create or check RUN; return last.ckpt when the run should resume from it."""
+    saved_config = out / "config.yaml"
+    if saved_config.exists() and overwrite:
+        log.info("--overwrite: removing the previous run's files in %s", out)
+        for name in RUN_FILES:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    elif saved_config.exists():
+        differing = _differing_keys(yaml.safe_load(saved_config.read_text()), _config_as_saved(config))
+        if differing:
+            raise IsoformerError(f"{out}: holds a run with a different config ({', '.join(differing)}); "
+                                 "use another --out or --overwrite")
+        saved_data = json.loads((out / "dataset.json").read_text())
+        if saved_data["transcripts_sha256"] != fingerprint["transcripts_sha256"]:
+            raise IsoformerError(f"{out}: was trained on a different dataset "
+                                 f"({saved_data['path']}); use another --out or --overwrite")
+        last = out / "checkpoints" / "last.ckpt"
+        if last.exists():
+            log.info("resuming from %s", last)
+            return last
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _training_statistics(data_dir: Path, tissues: list[str]) -> TargetStatistics:
+    table = read_transcripts(data_dir, "train").select(tissues)
+    return TargetStatistics.from_targets(table.to_numpy())
+
+
+def _precision(requested: str) -> str:
+    # Float16 autocast needs CUDA; on CPU fall back to full precision rather than fail.
+    if "16" in str(requested) and "bf16" not in str(requested) and not torch.cuda.is_available():
+        log.warning("precision %s needs a CUDA device; using 32-true", requested)
+        return "32-true"
+    return str(requested)
+
+
+def _export_best(module: IsoFormerModule, checkpoint: Path, model_dir: Path) -> None:
+    """Load the best checkpoint's weights and write them with `save_pretrained` (atomically)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # our own checkpoint
+    module.load_state_dict(state["state_dict"])
+    tmp = model_dir.with_name(f".{model_dir.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    module.model.save_pretrained(tmp)
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    os.replace(tmp, model_dir)
+
+
+def train(data_dir: str | Path, preset: str, out: str | Path, overrides: Sequence[str] = (),
+          modalities: Sequence[str] | None = None, seed: int | None = None,
+          max_epochs: int | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) a run; returns the run directory. See the module docstring for its layout."""
+    data_dir, out = Path(data_dir), Path(out)
+    config = resolve_config(data_dir, preset, overrides, modalities, seed, max_epochs)
+    fingerprint = dataset_fingerprint(data_dir)
+    resume_from = _prepare_run_dir(out, config, fingerprint, overwrite)
+    tissues = list(config.model.tissues)
+
+    statistics = _training_statistics(data_dir, tissues)
+    save_config(config, out / "config.yaml")
+    write_json_atomic(tissues, out / "tissues.json")
+    write_json_atomic(statistics.to_dict(tissues), out / "normalization.json")
+    write_json_atomic(fingerprint, out / "dataset.json")
+
+    training = config.training
+    L.seed_everything(training.seed, workers=True)
+    model = IsoFormer.from_config(config.model)
+    if config.model.standardize_targets:
+        model.set_target_statistics(statistics.mean, statistics.std)
+    module = IsoFormerModule(model, training, tissues,
+                             statistics if config.model.standardize_targets else None)
+    data = TranscriptDataModule(data_dir, batch_size=training.batch_size,
+                                dna_length=config.model.dna_length,
+                                num_workers=training.num_workers, seed=training.seed)
+
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss",
+                                 mode="min", save_top_k=1, save_last=True)
+    trainer = L.Trainer(
+        max_epochs=training.max_epochs, accelerator="auto", devices=1,
+        precision=_precision(training.precision),
+        accumulate_grad_batches=training.accumulate_grad_batches,
+        gradient_clip_val=training.gradient_clip_val,
+        callbacks=[EarlyStopping(monitor="val_loss", mode="min", patience=training.patience), checkpoint],
+        logger=CSVLogger(out, name="logs", version=""),
+        enable_progress_bar=progress, log_every_n_steps=10, deterministic="warn",
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else out / "checkpoints" / "last.ckpt"
+    _export_best(module, best, out / "model")
+    best_loss = checkpoint.best_model_score
+    summary = {"best_val_loss": None if best_loss is None else float(best_loss),
+               "best_checkpoint": best.name, "epochs": trainer.current_epoch}
+    write_json_atomic(summary, out / "training.json")
+    log.info("run %s: best val_loss %s after %d epochs; model exported to %s",
+             out, summary["best_val_loss"], trainer.current_epoch, out / "model")
+    return out

@@ -1,0 +1,161 @@
+"""`isoformer predict`: JSON / JSONL records in, one JSONL prediction per record out.
+
+Input records hold `dna_sequence`, `rna_sequence` and optionally `protein_sequence` (absent or
+"" = non-coding); any other key (transcript_id, id, ...) is carried through. `.json` input is one
+object or a list of objects; anything else is read as JSON lines (blank lines skipped).
+
+Each output line is the record's carried keys plus either `tissues` and `predicted_expression`
+(log(1 + TPM), one float per tissue, in `tissues` order) or `error`, a sentence naming the record
+(line or list position) and what is wrong: a line that is not JSON, a non-object, a sequence of
+the run's modalities that is missing, not a string or holds invalid characters, an empty RNA, or a
+DNA window whose length differs from the run's. Output order is input order; the file is written
+under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from isoformer.constants import DNA_SEQUENCE, PROTEIN_SEQUENCE, RNA_SEQUENCE, SEQUENCE_KEYS
+from isoformer.errors import InputFormatError, IsoformerError
+from isoformer.model.isoformer import IsoFormer
+
+log = logging.getLogger(__name__)
+
+ALPHABETS = {
+    DNA_SEQUENCE: frozenset("ACGTN"),
+    RNA_SEQUENCE: frozenset("ACGTUN"),
+    # ESM-2's residue letters (20 standard + X B U Z O).
+    PROTEIN_SEQUENCE: frozenset("LAGVSERTIDPKQNFYMHWCXBUZO"),
+}
+
+
+@dataclass
+class InputRecord:
+    where: str  # "line 3" (JSONL) or "record 2" (JSON list), 1-based
+    record: dict[str, Any] | None  # None when the input could not be parsed
+    error: str | None = None
+
+
+@dataclass
+class PredictSummary:
+    n_records: int
+    n_failed: int
+    output: Path
+
+
+def read_records(path: str | Path) -> list[InputRecord]:
+    """Parse `path`; unparsable lines become records with an `error`, never a failed run."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputFormatError(path, f"not valid JSON: {err.msg}", err.lineno) from None
+        items = data if isinstance(data, list) else [data]
+        return [_as_record(item, f"record {i}") for i, item in enumerate(items, start=1)]
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            records.append(InputRecord(f"line {number}", None, f"line {number}: not valid JSON ({err.msg})"))
+            continue
+        records.append(_as_record(item, f"line {number}"))
+    return records
+
+
+def _as_record(item: Any, where: str) -> InputRecord:
+    if not isinstance(item, dict):
+        return InputRecord(where, None, f"{where}: expected a JSON object, got {type(item).__name__}")
+    return InputRecord(where, item)
+
+
+def validate_record(record: dict[str, Any], modalities: list[str], dna_length: int) -> str | None:
+    """The problem with `record` for a run on `modalities`, or None when it can be predicted."""
+    for modality in modalities:
+        key = SEQUENCE_KEYS[modality]
+        value = record.get(key, "" if key == PROTEIN_SEQUENCE else None)
+        if value is None:
+            return f"missing {key}"
+        if not isinstance(value, str):
+            return f"{key} must be a string, got {type(value).__name__}"
+        invalid = sorted(set(value.upper()) - ALPHABETS[key])
+        if invalid:
+            return f"{key} has invalid characters: {''.join(invalid)!r}"
+        if key == RNA_SEQUENCE and not value:
+            return f"{key} is empty"
+        if key == DNA_SEQUENCE and len(value) != dna_length:
+            return f"{key} has length {len(value)}, expected the run's DNA window of {dna_length}"
+    return None
+
+
+def _model_input(record: dict[str, Any]) -> dict[str, str]:
+    # Upper case: soft-masked (lower-case) genome bases are ordinary bases to the encoders. Keys of
+    # modalities the run does not use are passed empty, whatever the record held.
+    return {key: value.upper() if isinstance(value := record.get(key), str) else ""
+            for key in SEQUENCE_KEYS.values()}
+
+
+def _carried(record: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (record or {}).items() if k not in SEQUENCE_KEYS.values()}
+
+
+def predict_file(run: str | Path, input_path: str | Path, output_path: str | Path,
+                 batch_size: int = 16) -> PredictSummary:
+    """Predict every record of `input_path` with the run's model; write JSONL to `output_path`."""
+    run, output_path = Path(run), Path(output_path)
+    config_path = run / "config.yaml"
+    if not config_path.is_file():
+        raise IsoformerError(f"{run}: not a training run (no config.yaml); create one with `isoformer train`")
+    model_config = yaml.safe_load(config_path.read_text())["model"]
+    modalities, dna_length = list(model_config["modalities"]), int(model_config["dna_length"])
+    tissues = list(model_config["tissues"])
+
+    entries = read_records(input_path)
+    for entry in entries:
+        if entry.error is None:
+            problem = validate_record(entry.record, modalities, dna_length)
+            entry.error = None if problem is None else f"{entry.where}: {problem}"
+    valid = [entry for entry in entries if entry.error is None]
+    log.info("%d records read from %s, %d valid", len(entries), input_path, len(valid))
+
+    predictions = np.zeros((0, len(tissues)), dtype=np.float32)
+    if valid:
+        model = IsoFormer.from_pretrained(run)
+        model.eval()
+        predictions = model.predict([_model_input(e.record) for e in valid], batch_size=batch_size)
+    by_entry = {id(entry): row for entry, row in zip(valid, np.asarray(predictions, dtype=np.float64))}
+
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for entry in entries:
+                out = _carried(entry.record)
+                if entry.error is None:
+                    out["tissues"] = tissues
+                    out["predicted_expression"] = [float(v) for v in by_entry[id(entry)]]
+                else:
+                    out["error"] = entry.error
+                handle.write(json.dumps(out) + "\n")
+        os.replace(tmp, output_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    n_failed = len(entries) - len(valid)
+    if n_failed:
+        log.warning("%d of %d records could not be predicted (see their 'error' field)", n_failed, len(entries))
+    return PredictSummary(n_records=len(entries), n_failed=n_failed, output=output_path)
