@@ -146,6 +146,43 @@ def test_malformed_gtf_line_names_file_line_and_problem(tmp_path, old, new, line
     assert str(caught.value).startswith(f"{bad}:{line}: {problem}")
 
 
+@pytest.mark.parametrize(
+    ("line", "old", "new", "problem"),
+    [
+        (8, 'gene_id "ENSG00000000001.1"; ', "", "CDS row of ENST00000000001.1 without a gene_id"),
+        (
+            16,
+            "ENST00000000002.1",
+            "ENST00000000001.1",
+            "second transcript row for ENST00000000001.1",
+        ),
+    ],
+)
+def test_transcript_level_inconsistencies(tmp_path, line, old, new, problem):
+    lines = GTF.read_text().splitlines(keepends=True)
+    lines[line - 1] = lines[line - 1].replace(old, new)
+    if line == 8:  # make the CDS row the transcript's first row, where gene_id is read
+        lines.insert(4, lines.pop(line - 1))
+        line = 5
+    bad = tmp_path / "bad.gtf"
+    bad.write_text("".join(lines))
+    with pytest.raises(InputFormatError, match=re.escape(f"{bad}:{line}: {problem}")):
+        read_gtf(bad)
+
+
+def test_overlapping_exons_and_missing_file(tmp_path):
+    lines = GTF.read_text().splitlines(keepends=True)
+    lines[6] = lines[6].replace("\t51\t80\t", "\t25\t80\t")  # exon 2 now overlaps exon 1 (11-30)
+    bad = tmp_path / "bad.gtf"
+    bad.write_text("".join(lines))
+    with pytest.raises(
+        InputFormatError, match=re.escape(f"{bad}:5: ENST00000000001.1 has overlapping")
+    ):
+        read_gtf(bad)
+    with pytest.raises(InputFormatError, match="missing.gtf: GTF file not found"):
+        read_gtf(tmp_path / "missing.gtf")
+
+
 def test_unknown_strand_on_a_gene_row_is_an_error(tmp_path):
     lines = GTF.read_text().splitlines(keepends=True)
     lines[3] = lines[3].replace("\t+\t.\t", "\tplus\t.\t")  # line 4: the chr1 gene row

@@ -18,11 +18,16 @@ becomes `[start - 1, end)`). The sequence rules, pinned by tests/test_gencode.py
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
+
+import rich.progress
 
 from isoformer.data.genome import Genome, mask_non_acgtn, reverse_complement
 from isoformer.errors import InputFormatError
@@ -127,14 +132,20 @@ def _attribute(attributes: str, key: str) -> str | None:
     return attributes[start:end] if end >= 0 else None
 
 
-def _open_text(path: Path):
+@contextmanager
+def _open_text(path: Path, progress: bool) -> Iterator[TextIO]:
+    """Lines of a plain or gzipped text file, with a byte-progress bar when `progress`."""
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt", encoding="utf-8") if gzipped else open(path, encoding="utf-8")
+    opener = rich.progress.open if progress else open
+    kwargs = {"description": f"reading {path.name}", "transient": True} if progress else {}
+    with opener(path, "rb", **kwargs) as raw:
+        stream = gzip.GzipFile(fileobj=raw) if gzipped else io.BufferedReader(raw)
+        yield io.TextIOWrapper(stream, encoding="utf-8")
 
 
-def read_gtf(path: str | Path) -> GtfReadResult:
-    """Stream a GENCODE-style GTF (plain or gzipped) into transcripts.
+def read_gtf(path: str | Path, progress: bool = True) -> GtfReadResult:
+    """Stream a GENCODE-style GTF (plain or gzipped) into transcripts, with a progress bar.
 
     Raises InputFormatError naming the file and 1-based line for: a line without 9 tab-separated
     fields, a strand other than + or -, non-integer or inverted coordinates, a transcript-level
@@ -142,10 +153,12 @@ def read_gtf(path: str | Path) -> GtfReadResult:
     on different chromosomes or strands. Transcripts without exon rows are skipped and counted.
     """
     path = Path(path)
+    if not path.is_file():
+        raise InputFormatError(path, "GTF file not found")
     rows: dict[str, _TranscriptRows] = {}
     counts: Counter[str] = Counter()
     try:
-        with _open_text(path) as lines:
+        with _open_text(path, progress) as lines:
             for number, line in enumerate(lines, start=1):
                 if line.startswith("#") or not line.strip():
                     continue
