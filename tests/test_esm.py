@@ -99,9 +99,16 @@ def test_last_n_trains_only_the_last_layers_and_final_norm():
         name.startswith(("backbone.encoder.layer.1.", "backbone.encoder.emb_layer_norm_after"))
         for name in trained
     )
-    assert all(
-        not p.requires_grad for name, p in encoder.named_parameters()
-        if name.startswith(("backbone.embeddings", "backbone.encoder.layer.0."))
+    assert trained == {name for name, p in encoder.named_parameters() if p.requires_grad}
+
+
+def test_layers_after_the_returned_one_never_train():
+    encoder = tiny(train_mode="full", hidden_layer=1)
+    trainable = {name for name, p in encoder.named_parameters() if p.requires_grad}
+    assert "backbone.embeddings.word_embeddings.weight" in trainable
+    assert not any(
+        name.startswith(("backbone.encoder.layer.1.", "backbone.encoder.emb_layer_norm_after"))
+        for name in trainable
     )
 
 

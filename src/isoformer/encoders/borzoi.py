@@ -26,7 +26,7 @@ Short windows: borzoi-pytorch 0.4 computes each attention layer's relative-posit
 for 4,096 transformer positions (the full window) and its relative shift is only right at that
 length. For a shorter window of n positions the wrapper keeps the central 2n - 1 rows of that table
 (distances -(n-1) .. n-1, with the features the official weights were trained with), the same
-features borzoi-pytorch 0.5 computes for any length.
+features borzoi-pytorch 0.5 computes for any length. (0.5 needs transformers >= 4.57.6.)
 """
 
 from __future__ import annotations
@@ -105,14 +105,25 @@ def build_borzoi(config: EncoderConfig) -> Borzoi:
 
 
 def fit_relative_positions(model: torch.nn.Module, positions: int) -> None:
-    """Keep the central 2 x positions - 1 rows of each attention layer's 4,096-position table."""
+    """Give each attention layer the features of distances -(n-1) .. n-1 for n = `positions`.
+
+    They are the central 2n - 1 rows of borzoi-pytorch's own 4,096-position table, recomputed
+    here because `from_pretrained` leaves that non-persistent buffer on the meta device.
+    """
+    from borzoi_pytorch.pytorch_borzoi_transformer import get_positional_embed
+
     if not 0 < positions <= BORZOI_POSITIONS:
-        raise IsoformerError(f"borzoi: {positions} transformer positions, at most {BORZOI_POSITIONS}")
+        raise IsoformerError(
+            f"borzoi: {positions} transformer positions, at most {BORZOI_POSITIONS}"
+        )
     for module in model.modules():
         table = getattr(module, "positions", None)
-        # Row r of the full table holds distance r - 4095.
-        if isinstance(table, torch.Tensor) and table.shape[0] == 2 * BORZOI_POSITIONS - 1:
-            module.positions = table[BORZOI_POSITIONS - positions : BORZOI_POSITIONS - 1 + positions]
+        if isinstance(table, torch.Tensor):
+            device = module.to_rel_k.weight.device
+            # Row r of the full table holds distance r - 4095.
+            full = get_positional_embed(BORZOI_POSITIONS, module.num_rel_pos_features, device)
+            start = BORZOI_POSITIONS - positions
+            module.positions = full[start : start + 2 * positions - 1]
 
 
 class BorzoiEncoder(DnaWindowEncoder):
@@ -147,7 +158,7 @@ class BorzoiEncoder(DnaWindowEncoder):
         self.cropped_bases = 0
         model = self.model
         apply_train_mode(
-            "borzoi", config, stem=[model.conv_dna, model.res_tower, model.unet1],
+            "borzoi", config, model, stem=[model.conv_dna, model.res_tower, model.unet1],
             layers=list(model.transformer),
             tail=[model.horizontal_conv0, model.horizontal_conv1, model.upsampling_unet1,
                   model.separable1, model.upsampling_unet0, model.separable0],

@@ -3,9 +3,9 @@
 Built from `EncoderConfig(kind="enformer", ...)`:
 - `init="random"`: `architecture` holds `Enformer.from_hparams` keyword arguments, optionally
   `preset` (`tiny`, `paper`) with overrides. Without a preset they override the paper's model.
-- `init="pretrained"`: `checkpoint` is a Hugging Face id (default `EleutherAI/enformer-official-rough`)
-  or a local directory; loaded with `output_heads={}` (IsoFormer uses the trunk, so the 5,313 +
-  1,643 track heads are not built).
+- `init="pretrained"`: `checkpoint` is a Hugging Face id (default
+  `EleutherAI/enformer-official-rough`) or a local directory, loaded with `output_heads={}`:
+  IsoFormer uses the trunk, so the 5,313 + 1,643 track heads are not built.
 
 Input: one DNA window per transcript, one-hot [B, L, 4] (A, C, G, T; N all zeros). Every window of
 a batch has the same length; `max_length` (default 196,608 bp, the official window) is the window
@@ -150,7 +150,7 @@ class EnformerEncoder(DnaWindowEncoder):
         self.cropped_sequences = 0
         self.cropped_bases = 0
         apply_train_mode(
-            "enformer", config, stem=[self.model.stem, self.model.conv_tower],
+            "enformer", config, self.model, stem=[self.model.stem, self.model.conv_tower],
             layers=list(self.model.transformer[: self.output_layer]),
             tail=[self.model.final_pointwise] if self.returns_trunk else [],
         )
@@ -178,6 +178,6 @@ class EnformerEncoder(DnaWindowEncoder):
     def from_pretrained(
         cls, checkpoint_id: str = ENFORMER_CHECKPOINT, **config_fields: Any
     ) -> EnformerEncoder:
-        """Shortcut: an encoder over official Enformer weights (a Hugging Face id or a directory)."""
+        """Shortcut: an encoder over official Enformer weights (Hugging Face id or directory)."""
         return cls(EncoderConfig(kind="enformer", init="pretrained", checkpoint=checkpoint_id,
                                  **config_fields))

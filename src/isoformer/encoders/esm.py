@@ -1,4 +1,4 @@
-"""ESM-2 protein language model behind the `SequenceEncoder` interface, through `transformers.EsmModel`.
+"""ESM-2 protein language model behind the `SequenceEncoder` interface, via `transformers.EsmModel`.
 
 Built from `EncoderConfig(kind="esm2", ...)`:
 - `init="random"`: `architecture` holds `EsmConfig` fields, optionally `preset` (`tiny`, `paper`)
@@ -69,11 +69,13 @@ ESM2_PRESETS: dict[str, dict[str, Any]] = {
 
 
 def esm2_config(architecture: dict[str, Any]) -> EsmConfig:
-    """`EsmConfig` from an architecture dict: optional `preset` (default `paper`) + field overrides."""
+    """`EsmConfig` from an architecture dict: optional `preset` (default `paper`) + overrides."""
     fields = dict(architecture)
     preset = fields.pop("preset", "paper")
     if preset not in ESM2_PRESETS:
-        raise IsoformerError(f"unknown ESM-2 preset {preset!r} (choose from {', '.join(ESM2_PRESETS)})")
+        raise IsoformerError(
+            f"unknown ESM-2 preset {preset!r} (choose from {', '.join(ESM2_PRESETS)})"
+        )
     return EsmConfig(**{**ESM2_PRESETS[preset], **fields})
 
 
@@ -137,7 +139,8 @@ class EsmEncoder(SequenceEncoder):
         used_layers = self.backbone.encoder.layer[: self.output_layer]
         final_norm = [self.backbone.encoder.emb_layer_norm_after]
         apply_train_mode(
-            "esm2", config, stem=[self.backbone.embeddings], layers=list(used_layers),
+            "esm2", config, self.backbone, stem=[self.backbone.embeddings],
+            layers=list(used_layers),
             tail=final_norm if self.output_layer == self.num_layers else [],
         )
         self.train()

@@ -22,8 +22,9 @@ def load_checkpoint(kind: str, checkpoint: str | None, load: Callable[[str], Loa
     try:
         return load(checkpoint)
     except (OSError, ValueError) as error:
+        reason = " ".join(str(error).split())  # one line: the CLI prints errors on one line
         raise IsoformerError(
-            f"{kind}: cannot load the checkpoint {checkpoint!r} ({error}). Without internet, "
+            f"{kind}: cannot load the checkpoint {checkpoint!r} ({reason}). Without internet, "
             f"download it elsewhere (`huggingface-cli download {checkpoint} --local-dir DIR`), "
             "copy DIR here and set the encoder's checkpoint to that local directory"
         ) from error

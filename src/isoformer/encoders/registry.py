@@ -67,7 +67,8 @@ def encoder_config(kind: str, size: str, **fields: Any) -> EncoderConfig:
 
     `fields` override any `EncoderConfig` field, e.g. `train_mode="frozen"`.
     """
-    config = EncoderConfig(kind=kind, architecture=encoder_architecture(kind, size))  # type: ignore[arg-type]
+    architecture = encoder_architecture(kind, size)
+    config = EncoderConfig(kind=kind, architecture=architecture)  # type: ignore[arg-type]
     if size == "tiny" and kind in _TINY_WINDOWS:
         config.max_length = _TINY_WINDOWS[kind]
     return replace(config, **fields)

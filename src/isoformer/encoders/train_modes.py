@@ -32,6 +32,7 @@ def resolve_hidden_layer(kind: str, hidden_layer: int, num_states: int, layout: 
 def apply_train_mode(
     kind: str,
     config: EncoderConfig,
+    model: nn.Module,
     stem: Sequence[nn.Module],
     layers: Sequence[nn.Module],
     tail: Sequence[nn.Module],
@@ -40,10 +41,10 @@ def apply_train_mode(
 
     frozen: nothing trains. full: stem, layers and tail train. last_n: the last
     `config.trainable_layers` of `layers` train, and the tail with them (it only transforms
-    their output). Modules outside the three parts (unused layers, dropped heads) never train.
+    their output). The rest of `model` (layers after the returned one, parts before the heads)
+    never trains.
     """
-    for part in (*stem, *layers, *tail):
-        part.requires_grad_(False)
+    model.requires_grad_(False)
     if config.train_mode == "frozen":
         return
     if config.train_mode == "full":
