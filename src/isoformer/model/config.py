@@ -1,0 +1,363 @@
+"""Typed run configuration: model (encoders, aggregation, head) and training, with YAML presets.
+
+    config = load_preset("tiny")
+    config = apply_overrides(config, ["model.modalities=dna,rna", "--training.lr", "1e-4"])
+    save_config(config, "run/config.yaml")
+
+Every field is typed (`Literal` choices included) and overrides are converted by those types, so a
+typo in a name or a value fails early with the valid choices at that level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from isoformer.constants import MODALITIES, TISSUES
+from isoformer.encoders.base import EncoderConfig
+from isoformer.errors import IsoformerError
+
+PRESET_PACKAGE = "isoformer.configs"
+
+
+@dataclass
+class AggregationConfig:
+    """How the modalities' token embeddings are fused (see `isoformer.model.aggregation`)."""
+
+    # cross_attention: query tokens attend to every other modality (the paper's IsoFormer);
+    # linear: no fusion, each modality is pooled and the head sees their concatenation (baseline).
+    kind: Literal["cross_attention", "linear"] = "cross_attention"
+    num_heads: int = 8
+    num_layers: int = 1
+    dropout: float = 0.0
+    # all: every enabled modality is a query (the paper's framework); dna: only DNA queries,
+    # attending to RNA then protein (the released checkpoint's layout).
+    query_modalities: Literal["all", "dna"] = "all"
+
+    def __post_init__(self) -> None:
+        if self.num_heads < 1 or self.num_layers < 1:
+            raise IsoformerError("aggregation: num_heads and num_layers must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise IsoformerError(f"aggregation: dropout {self.dropout} is outside [0, 1)")
+
+
+@dataclass
+class HeadConfig:
+    """Mean-pool each fused modality over its valid tokens, concatenate, map to one value per tissue."""
+
+    kind: Literal["linear", "mlp"] = "linear"
+    hidden_dim: int = 256  # mlp only
+    dropout: float = 0.0
+    # Pool DNA tokens only in positions [start, end) (e.g. the central Enformer bins, as the
+    # released model does); None pools every valid DNA token.
+    dna_pool_window: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.hidden_dim < 1:
+            raise IsoformerError("head: hidden_dim must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise IsoformerError(f"head: dropout {self.dropout} is outside [0, 1)")
+        if self.dna_pool_window is not None:
+            start, end = self.dna_pool_window
+            if not 0 <= start < end:
+                raise IsoformerError(
+                    f"head: dna_pool_window {list(self.dna_pool_window)} must be [start, end) "
+                    "with 0 <= start < end"
+                )
+
+
+@dataclass
+class ModelConfig:
+    """The whole network: which modalities, their encoders, the fusion and the head."""
+
+    modalities: list[str]
+    encoders: dict[str, EncoderConfig]  # one per enabled modality (extra ones are ignored)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    tissues: list[str] = field(default_factory=lambda: list(TISSUES))
+    # DNA window (bp) the data pipeline extracts around the TSS; None = take it from the dataset.
+    dna_length: int | None = None
+    # Train on per-tissue standardised targets (training-split statistics kept in the model).
+    standardize_targets: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown or not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            raise IsoformerError(
+                f"model.modalities {self.modalities} must be a non-empty subset of "
+                f"{', '.join(MODALITIES)} without repeats"
+            )
+        # One canonical order (dna, rna, protein): fusion and the head's concatenation follow it.
+        self.modalities = [m for m in MODALITIES if m in self.modalities]
+        missing = [m for m in self.modalities if m not in self.encoders]
+        if missing:
+            raise IsoformerError(
+                f"model.encoders has no encoder for {', '.join(missing)} (has: "
+                f"{', '.join(self.encoders) or 'none'})"
+            )
+        if self.aggregation.query_modalities == "dna" and "dna" not in self.modalities:
+            raise IsoformerError(
+                "model.aggregation.query_modalities=dna needs dna among model.modalities"
+            )
+        if not self.tissues or len(set(self.tissues)) != len(self.tissues):
+            raise IsoformerError("model.tissues must be a non-empty list of distinct names")
+        if self.dna_length is not None and self.dna_length < 1:
+            raise IsoformerError(f"model.dna_length must be positive (got {self.dna_length})")
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation and loop settings (Lightning)."""
+
+    lr: float = 3e-5
+    batch_size: int = 64  # per optimiser micro-step; effective batch = batch_size x accumulation
+    max_epochs: int = 10
+    patience: int = 3  # validation checks without improvement before early stopping
+    min_delta: float = 0.0
+    accumulate_grad_batches: int = 1
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true"] = "32-true"
+    gradient_clip_val: float | None = None
+    weight_decay: float = 0.0
+    seed: int = 0
+    num_workers: int = 0
+    val_check_interval: float | None = None  # fraction of an epoch (or batches if > 1); None = 1.0
+
+    def __post_init__(self) -> None:
+        positive = {"lr": self.lr, "batch_size": self.batch_size, "max_epochs": self.max_epochs,
+                    "accumulate_grad_batches": self.accumulate_grad_batches}
+        bad = [name for name, value in positive.items() if value <= 0]
+        if bad or self.patience < 0 or self.num_workers < 0 or self.weight_decay < 0:
+            raise IsoformerError(
+                f"training: {', '.join(bad) or 'patience/num_workers/weight_decay'} out of range"
+            )
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+
+# ---- conversion between typed configs and plain (YAML / command-line) values ----
+
+_NONE_WORDS = {"none", "null", "~", ""}
+_BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """`value` (a YAML value or a command-line string) as type `hint`, or an error naming `where`."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return yaml.safe_load(value) if isinstance(value, str) else value
+    if origin is Literal:
+        if value not in args:
+            raise IsoformerError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        optional = type(None) in args
+        if optional and (value is None or (isinstance(value, str) and value.lower() in _NONE_WORDS)):
+            return None
+        errors = []
+        for arm in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arm, where)
+            except IsoformerError as error:
+                errors.append(str(error))
+        raise IsoformerError(errors[0])
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin in (list, tuple):
+        items = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise IsoformerError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple:
+            if len(items) != len(args):
+                raise IsoformerError(f"{where}: expected {len(args)} values, got {value!r}")
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(items, args)))
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(items)]
+    if origin is dict:
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise IsoformerError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if isinstance(value, str) and value.lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.lower()]
+        if isinstance(value, bool):
+            return value
+    elif hint in (int, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if hint is int and value != int(value):
+                raise IsoformerError(f"{where}: expected an integer, got {value!r}")
+            return hint(value)
+        if isinstance(value, str):
+            try:
+                return hint(float(value)) if hint is int and "e" in value.lower() else hint(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    raise IsoformerError(f"{where}: expected {_type_name(hint)}, got {value!r}")
+
+
+def _field_hints(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Dataclass `cls` from a mapping, every field converted by its type; unknown keys are errors."""
+    if isinstance(data, cls):
+        data = _to_plain(data)
+    if not isinstance(data, dict):
+        raise IsoformerError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = _field_hints(cls)
+    unknown = [key for key in data if key not in hints]
+    if unknown:
+        raise IsoformerError(
+            f"{where or 'config'}: unknown field {unknown[0]!r} (valid: {', '.join(hints)})"
+        )
+    prefix = f"{where}." if where else ""
+    values = {key: _coerce(value, hints[key], prefix + key) for key, value in data.items()}
+    try:
+        return cls(**values)
+    except TypeError as error:  # a required field is missing
+        raise IsoformerError(f"{where or 'config'}: {error}") from None
+
+
+def _to_plain(value: Any) -> Any:
+    """Dataclasses -> dicts, tuples -> lists: what YAML and JSON can hold."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {key: _to_plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(item) for item in value]
+    return value
+
+
+def config_to_dict(config: RunConfig | ModelConfig) -> dict[str, Any]:
+    """Plain nested dict of a config (lists, not tuples), ready for YAML or JSON."""
+    return _to_plain(config)
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Inverse of `config_to_dict` for a `RunConfig` (types checked, unknown keys rejected)."""
+    return _build(RunConfig, data, "")
+
+
+def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Inverse of `config_to_dict` for a `ModelConfig`."""
+    return _build(ModelConfig, data, "model")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files(PRESET_PACKAGE).iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """A `RunConfig` from a YAML file (a preset or a saved run's config.yaml)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise IsoformerError(f"{path}: not valid YAML ({error})") from None
+    try:
+        return config_from_dict(data)
+    except IsoformerError as error:
+        raise IsoformerError(f"{path}: {error}") from None
+
+
+def load_preset(name: str) -> RunConfig:
+    """The named preset (`tiny`, `paper`, `paper-nt`) from the package's configs/ folder."""
+    names = preset_names()
+    if name not in names:
+        raise IsoformerError(f"unknown preset {name!r} (known: {', '.join(names)})")
+    with resources.as_file(resources.files(PRESET_PACKAGE) / f"{name}.yaml") as path:
+        return load_config(path)
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write `config` as YAML, atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config_to_dict(config), handle, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def _split_overrides(overrides: list[str]) -> list[tuple[str, str]]:
+    """"a.b=c", "--a.b=c" and "--a.b c" -> [(path, text)]."""
+    pairs = []
+    tokens = list(overrides)
+    while tokens:
+        token = tokens.pop(0)
+        key = token[2:] if token.startswith("--") else token
+        if "=" in key:
+            name, text = key.split("=", 1)
+        elif token.startswith("--") and tokens and not tokens[0].startswith("--"):
+            name, text = key, tokens.pop(0)
+        else:
+            raise IsoformerError(f"override {token!r}: write it as section.field=value")
+        pairs.append((name, text))
+    return pairs
+
+
+def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """`config` with dotted overrides applied, e.g. `training.lr=1e-4`, `model.modalities=dna,rna`,
+    `model.encoders.dna.init=pretrained`, `model.encoders.rna.architecture.num_hidden_layers=4`.
+
+    Values are converted by the field's type (lists comma-separated, `none` for an empty optional);
+    an unknown name is an error listing the valid names at that level.
+    """
+    data = config_to_dict(config)
+    for path, text in _split_overrides(overrides):
+        parts = path.split(".")
+        node, hint = data, RunConfig
+        for depth, part in enumerate(parts):
+            where = ".".join(parts[: depth + 1])
+            last = depth == len(parts) - 1
+            if dataclasses.is_dataclass(hint):
+                hints = _field_hints(hint)
+                if part not in hints:
+                    level = ".".join(parts[:depth]) or "config"
+                    raise IsoformerError(
+                        f"override {path!r}: {level} has no field {part!r} (valid: "
+                        f"{', '.join(hints)})"
+                    )
+                hint = hints[part]
+            elif typing.get_origin(hint) is dict:
+                value_hint = typing.get_args(hint)[1]
+                if value_hint is not Any and part not in node:
+                    level = ".".join(parts[:depth])
+                    raise IsoformerError(
+                        f"override {path!r}: {level} has no entry {part!r} (has: "
+                        f"{', '.join(node) or 'none'})"
+                    )
+                hint = value_hint
+            else:
+                raise IsoformerError(f"override {path!r}: {'.'.join(parts[:depth])} has no fields")
+            if last:
+                node[part] = _to_plain(_coerce(text, hint, where))
+            else:
+                if not isinstance(node.get(part), dict):
+                    raise IsoformerError(f"override {path!r}: {where} is not a section")
+                node = node[part]
+    return config_from_dict(data)
