@@ -6,14 +6,15 @@ RUN/
   normalization.json   per-tissue mean / std of the training targets (log(1 + TPM))
   dataset.json         dataset path, sha256 of transcripts.parquet, and its metadata (input checksums)
   checkpoints/         Lightning checkpoints: best.ckpt (lowest val_loss) and last.ckpt
-  logs/metrics.csv     per-step / per-epoch losses and validation R2 (CSV logger)
+  logs/version_<n>/metrics.csv  losses and validation R2 per step / epoch, one folder per session
   model/               the best model, exported with `IsoFormer.save_pretrained`
   training.json        best val_loss, the checkpoint it came from, epochs run
 
 Resuming: running `train` again with the same config and dataset on a RUN that holds
-checkpoints/last.ckpt continues from it (optimizer, epoch, early-stopping state included). A RUN
-whose saved config or dataset differs is refused unless `overwrite=True`, which deletes the
-previous run's files first.
+checkpoints/last.ckpt continues from it (optimizer, epoch, early-stopping state included); only
+`training.max_epochs` may differ, so a finished run can be extended. A RUN whose saved config or
+dataset differs otherwise is refused unless `overwrite=True`, which deletes the previous run's
+files first.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from isoformer.training.module import IsoFormerModule, TargetStatistics
 
 log = logging.getLogger(__name__)
 
+# Config fields a resumed run may change: extending max_epochs continues a finished or stopped run.
+RESUMABLE_CHANGES = frozenset({"training.max_epochs"})
 RUN_FILES = ("config.yaml", "tissues.json", "normalization.json", "dataset.json", "checkpoints",
              "logs", "model", "training.json")
 
@@ -113,7 +116,9 @@ def _prepare_run_dir(out: Path, config: RunConfig, fingerprint: dict[str, Any],
             elif target.exists():
                 target.unlink()
     elif saved_config.exists():
-        differing = _differing_keys(yaml.safe_load(saved_config.read_text()), _config_as_saved(config))
+        differing = [key for key in _differing_keys(yaml.safe_load(saved_config.read_text()),
+                                                    _config_as_saved(config))
+                     if key not in RESUMABLE_CHANGES]
         if differing:
             raise IsoformerError(f"{out}: holds a run with a different config ({', '.join(differing)}); "
                                  "use another --out or --overwrite")
@@ -190,7 +195,7 @@ def train(data_dir: str | Path, preset: str, out: str | Path, overrides: Sequenc
         accumulate_grad_batches=training.accumulate_grad_batches,
         gradient_clip_val=training.gradient_clip_val,
         callbacks=[EarlyStopping(monitor="val_loss", mode="min", patience=training.patience), checkpoint],
-        logger=CSVLogger(out, name="logs", version=""),
+        logger=CSVLogger(out, name="logs"),  # logs/version_<n>/: one per session, kept on resume
         enable_progress_bar=progress, log_every_n_steps=10, deterministic="warn",
     )
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
