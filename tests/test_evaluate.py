@@ -1,4 +1,4 @@
-"""Evaluation of a trained run: the metrics JSON shape, its agreement with the run's predictions, errors."""
+"""Evaluating a trained run: metrics JSON shape, agreement with its predictions, errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from tiny_dataset import TISSUES, write_tiny_dataset
+from tiny_dataset import DNA_LENGTH, TINY_OVERRIDES, TISSUES, write_tiny_dataset
 
 from isoformer.cli import main
 from isoformer.data.dataset import TranscriptDataset
@@ -21,7 +21,14 @@ from isoformer.training.metrics import metrics_report
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     data = write_tiny_dataset(tmp_path_factory.mktemp("data"))
-    out = train(data, "tiny", tmp_path_factory.mktemp("runs") / "run", max_epochs=1, progress=False)
+    out = train(
+        data,
+        "tiny",
+        overrides=TINY_OVERRIDES,
+        out=tmp_path_factory.mktemp("runs") / "run",
+        max_epochs=1,
+        progress=False,
+    )
     return out, data
 
 
@@ -32,7 +39,9 @@ def test_metrics_file_shape_and_figures(run, capsys):
 
     report = json.loads((run_dir / "metrics_test.json").read_text())
     assert set(report) == {"split", "n_transcripts", "mean", "per_tissue", "isoform_spearman"}
-    assert report["split"] == "test" and report["n_transcripts"] == 5  # genes 10 and 11: 2 + 3 isoforms
+    assert (
+        report["split"] == "test" and report["n_transcripts"] == 5
+    )  # genes 10 and 11: 2 + 3 isoforms
     assert set(report["mean"]) == {"r2", "spearman", "pearson"}
     assert list(report["per_tissue"]) == TISSUES
     assert all(set(m) == {"r2", "spearman", "pearson"} for m in report["per_tissue"].values())
@@ -43,13 +52,15 @@ def test_metrics_file_shape_and_figures(run, capsys):
 def test_metrics_are_those_of_the_runs_predictions(run):
     run_dir, data = run
     report = evaluate_run(run_dir, data, split="valid", progress=False)
-    dataset = TranscriptDataset(data, split="valid", dna_length=96)
+    dataset = TranscriptDataset(data, split="valid", dna_length=DNA_LENGTH)
     predictions = IsoFormer.from_pretrained(run_dir).predict(list(dataset), batch_size=3)
     expected = metrics_report(predictions, dataset.targets, TISSUES, dataset.gene_ids, "valid")
     assert report["n_transcripts"] == expected["n_transcripts"] == len(dataset)
     assert report["mean"] == pytest.approx(expected["mean"], rel=1e-4)
     for tissue in TISSUES:  # R2 is undefined (null) nowhere here: every tissue varies
-        assert report["per_tissue"][tissue] == pytest.approx(expected["per_tissue"][tissue], rel=1e-4)
+        assert report["per_tissue"][tissue] == pytest.approx(
+            expected["per_tissue"][tissue], rel=1e-4
+        )
     assert report["isoform_spearman"] == pytest.approx(expected["isoform_spearman"], rel=1e-4)
 
     saved = pl.read_parquet(run_dir / "predictions_valid.parquet")

@@ -56,18 +56,32 @@ def test_constant_tissue_is_undefined_and_left_out_of_the_mean():
 
 def test_isoform_spearman_on_a_toy_example():
     genes = ["A", "A", "A", "B", "B", "C", "D", "D"]
-    observed = np.array([
-        [1, 1], [2, 2], [3, 3],  # gene A
-        [5, 4], [6, 4],          # gene B: tissue 1 constant -> skipped
-        [9, 9],                  # gene C: a single isoform -> skipped
-        [1, 2], [2, 1],          # gene D: constant predictions -> skipped entirely
-    ], dtype=np.float32)
-    predicted = np.array([
-        [3, 1], [2, 3], [1, 2],
-        [1, 0], [2, 1],
-        [0, 0],
-        [5, 5], [5, 5],
-    ], dtype=np.float32)
+    observed = np.array(
+        [
+            [1, 1],
+            [2, 2],
+            [3, 3],  # gene A
+            [5, 4],
+            [6, 4],  # gene B: tissue 1 constant -> skipped
+            [9, 9],  # gene C: a single isoform -> skipped
+            [1, 2],
+            [2, 1],  # gene D: constant predictions -> skipped entirely
+        ],
+        dtype=np.float32,
+    )
+    predicted = np.array(
+        [
+            [3, 1],
+            [2, 3],
+            [1, 2],
+            [1, 0],
+            [2, 1],
+            [0, 0],
+            [5, 5],
+            [5, 5],
+        ],
+        dtype=np.float32,
+    )
     ranking = isoform_spearman(predicted, observed, genes)
     # Gene A: tissue 0 -> -1, tissue 1 -> 1 - 6 * (0 + 1 + 1) / (3 * 8) = 0.5; mean -0.25.
     # Gene B: tissue 0 -> 1. Mean over the two genes: (-0.25 + 1) / 2.

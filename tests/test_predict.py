@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from tiny_dataset import TISSUES, write_tiny_dataset
+from tiny_dataset import DNA_LENGTH, TINY_OVERRIDES, TISSUES, write_tiny_dataset
 
 from isoformer.cli import main
 from isoformer.data.dataset import TranscriptDataset
@@ -16,25 +16,41 @@ from isoformer.model.isoformer import IsoFormer
 from isoformer.training.fit import train
 from isoformer.training.predict import predict_file, read_records, validate_record
 
-DNA_LENGTH = 96
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     data = write_tiny_dataset(tmp_path_factory.mktemp("data"), dna_length=DNA_LENGTH)
-    out = train(data, "tiny", tmp_path_factory.mktemp("runs") / "run", max_epochs=1, progress=False)
+    out = train(
+        data,
+        "tiny",
+        overrides=TINY_OVERRIDES,
+        out=tmp_path_factory.mktemp("runs") / "run",
+        max_epochs=1,
+        progress=False,
+    )
     return out, data
 
 
 def _export_records(data, split="test"):
-    """Records exactly as `isoformer export` writes them (targets as tissue -> value, NaN as null)."""
+    """Records as `isoformer export` writes them (targets: tissue -> value, NaN as null)."""
     dataset = TranscriptDataset(data, split=split, dna_length=DNA_LENGTH)
     records = []
     for item in dataset:
-        targets = {t: (None if math.isnan(v) else float(v)) for t, v in zip(dataset.tissues, item["targets"])}
-        records.append({"transcript_id": item["transcript_id"], "gene_id": item["gene_id"], "split": split,
-                        "dna_sequence": item["dna_sequence"], "rna_sequence": item["rna_sequence"],
-                        "protein_sequence": item["protein_sequence"], "targets": targets})
+        targets = {
+            t: (None if math.isnan(v) else float(v))
+            for t, v in zip(dataset.tissues, item["targets"])
+        }
+        records.append(
+            {
+                "transcript_id": item["transcript_id"],
+                "gene_id": item["gene_id"],
+                "split": split,
+                "dna_sequence": item["dna_sequence"],
+                "rna_sequence": item["rna_sequence"],
+                "protein_sequence": item["protein_sequence"],
+                "targets": targets,
+            }
+        )
     return records
 
 
@@ -52,11 +68,15 @@ def test_export_format_round_trips(run, tmp_path):
 
     outputs = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [o["transcript_id"] for o in outputs] == [r["transcript_id"] for r in records]
-    assert all(o["tissues"] == TISSUES and len(o["predicted_expression"]) == len(TISSUES) for o in outputs)
+    assert all(
+        o["tissues"] == TISSUES and len(o["predicted_expression"]) == len(TISSUES) for o in outputs
+    )
     assert outputs[0]["targets"] == records[0]["targets"]  # other keys carried through
     assert "dna_sequence" not in outputs[0]
     expected = IsoFormer.from_pretrained(run_dir).predict(records, batch_size=4)
-    np.testing.assert_allclose([o["predicted_expression"] for o in outputs], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        [o["predicted_expression"] for o in outputs], expected, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_json_input_object_or_list(run, tmp_path):
@@ -82,7 +102,17 @@ def test_bad_records_get_errors_and_the_rest_predictions(run, tmp_path, capsys):
         json.dumps(["not", "an", "object"]),
     ]
     source = _write_jsonl(tmp_path / "in.jsonl", lines)
-    code = main(["predict", "--run", str(run_dir), "--input", str(source), "--output", str(tmp_path / "out.jsonl")])
+    code = main(
+        [
+            "predict",
+            "--run",
+            str(run_dir),
+            "--input",
+            str(source),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
     assert code == 1
     assert "5 of 7 records failed" in capsys.readouterr().err
 
@@ -90,17 +120,36 @@ def test_bad_records_get_errors_and_the_rest_predictions(run, tmp_path, capsys):
     assert len(outputs) == 7
     assert "predicted_expression" in outputs[0] and "predicted_expression" in outputs[5]
     assert outputs[1]["error"].startswith("line 2: not valid JSON")
-    assert outputs[2]["error"] == f"line 3: dna_sequence has length 4, expected the run's DNA window of {DNA_LENGTH}"
+    assert (
+        outputs[2]["error"]
+        == f"line 3: dna_sequence has length 4, expected the run's DNA window of {DNA_LENGTH}"
+    )
     assert outputs[3]["error"] == "line 5: rna_sequence has invalid characters: 'X'"
     assert outputs[4]["error"] == "line 6: rna_sequence is empty"
     assert outputs[6]["error"] == "line 8: expected a JSON object, got list"
-    assert [o.get("id") for o in outputs[:6]] == ["ok", None, "bad-dna", "bad-rna-chars", "empty-rna", "no-protein"]
+    assert [o.get("id") for o in outputs[:6]] == [
+        "ok",
+        None,
+        "bad-dna",
+        "bad-rna-chars",
+        "empty-rna",
+        "no-protein",
+    ]
 
 
 def test_missing_run_exits_2_without_output(tmp_path, capsys):
     source = _write_jsonl(tmp_path / "in.jsonl", ["{}"])
-    code = main(["predict", "--run", str(tmp_path / "nope"), "--input", str(source),
-                 "--output", str(tmp_path / "out.jsonl")])
+    code = main(
+        [
+            "predict",
+            "--run",
+            str(tmp_path / "nope"),
+            "--input",
+            str(source),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
     assert code == 2
     assert "not a training run" in capsys.readouterr().err
     assert not (tmp_path / "out.jsonl").exists()
@@ -113,16 +162,19 @@ def test_invalid_json_file_names_its_line(tmp_path):
         read_records(path)
 
 
-@pytest.mark.parametrize(("change", "problem"), [
-    ({"dna_sequence": None}, "missing dna_sequence"),
-    ({"dna_sequence": "ACGN" * 24}, None),
-    ({"dna_sequence": "acgt" * 24}, None),  # soft-masked bases are bases
-    ({"dna_sequence": "ACGU" * 24}, "dna_sequence has invalid characters: 'U'"),
-    ({"rna_sequence": "ACGU"}, None),
-    ({"rna_sequence": 5}, "rna_sequence must be a string, got int"),
-    ({"protein_sequence": "MK*"}, "protein_sequence has invalid characters: '*'"),
-    ({"protein_sequence": ""}, None),
-])
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"dna_sequence": None}, "missing dna_sequence"),
+        ({"dna_sequence": "ACGN" * 24}, None),
+        ({"dna_sequence": "acgt" * 24}, None),  # soft-masked bases are bases
+        ({"dna_sequence": "ACGU" * 24}, "dna_sequence has invalid characters: 'U'"),
+        ({"rna_sequence": "ACGU"}, None),
+        ({"rna_sequence": 5}, "rna_sequence must be a string, got int"),
+        ({"protein_sequence": "MK*"}, "protein_sequence has invalid characters: '*'"),
+        ({"protein_sequence": ""}, None),
+    ],
+)
 def test_validate_record(change, problem):
     record = {"dna_sequence": "A" * DNA_LENGTH, "rna_sequence": "ACGT", "protein_sequence": "MK"}
     record.update(change)

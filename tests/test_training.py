@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import torch
 import yaml
-from tiny_dataset import TISSUES, write_tiny_dataset
+from tiny_dataset import DNA_LENGTH, TINY_OVERRIDES, TISSUES, write_tiny_dataset
 
 from isoformer.cli import main
 from isoformer.data.dataset import TranscriptDataset
@@ -50,7 +50,11 @@ def test_length_buckets_cover_every_index_once_and_are_reproducible():
     assert len(batches) == len(sampler) == 3
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
     # One pool holds everything, so each batch is a run of the length-sorted order.
-    assert sorted(sorted(lengths[i] for i in batch) for batch in batches) == [[10, 20, 30], [40, 50, 60], [70]]
+    assert sorted(sorted(lengths[i] for i in batch) for batch in batches) == [
+        [10, 20, 30],
+        [40, 50, 60],
+        [70],
+    ]
     sampler.set_epoch(0)
     assert list(sampler) == batches
     sampler.set_epoch(1)
@@ -66,12 +70,27 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(data, tmp_path_factory):
-    return train(data, "tiny", tmp_path_factory.mktemp("runs") / "run", max_epochs=2, progress=False)
+    return train(
+        data,
+        "tiny",
+        overrides=TINY_OVERRIDES,
+        out=tmp_path_factory.mktemp("runs") / "run",
+        max_epochs=2,
+        progress=False,
+    )
 
 
 def test_run_directory_contents(run, data):
-    for name in ("config.yaml", "tissues.json", "normalization.json", "dataset.json", "training.json",
-                 "checkpoints/best.ckpt", "checkpoints/last.ckpt", "logs/version_0/metrics.csv"):
+    for name in (
+        "config.yaml",
+        "tissues.json",
+        "normalization.json",
+        "dataset.json",
+        "training.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "logs/version_0/metrics.csv",
+    ):
         assert (run / name).is_file(), name
     assert any((run / "model").iterdir())
     assert json.loads((run / "tissues.json").read_text()) == TISSUES
@@ -87,7 +106,9 @@ def test_run_directory_contents(run, data):
     fingerprint = json.loads((run / "dataset.json").read_text())
     expected = hashlib.sha256((data / "transcripts.parquet").read_bytes()).hexdigest()
     assert fingerprint["transcripts_sha256"] == expected
-    assert fingerprint["metadata"]["inputs"] == {"genome.fa": {"sha256": "hand-written test fixture"}}
+    assert fingerprint["metadata"]["inputs"] == {
+        "genome.fa": {"sha256": "hand-written test fixture"}
+    }
 
     with (run / "logs" / "version_0" / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -97,17 +118,21 @@ def test_run_directory_contents(run, data):
 
 
 def test_reloaded_run_predicts_like_its_best_checkpoint(run, data):
-    records = list(TranscriptDataset(data, split="test", dna_length=96))
+    records = list(TranscriptDataset(data, split="test", dna_length=DNA_LENGTH))
     exported = IsoFormer.from_pretrained(run)
     exported.eval()
     from_checkpoint = IsoFormer.from_config(exported_config(run))
-    state = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)[
+        "state_dict"
+    ]
     from_checkpoint.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     from_checkpoint.eval()
     first = exported.predict(records, batch_size=2)
     assert first.shape == (len(records), len(TISSUES)) and np.isfinite(first).all()
     np.testing.assert_array_equal(first, from_checkpoint.predict(records, batch_size=2))
-    np.testing.assert_array_equal(first, IsoFormer.from_pretrained(run).predict(records, batch_size=5))
+    np.testing.assert_array_equal(
+        first, IsoFormer.from_pretrained(run).predict(records, batch_size=5)
+    )
 
 
 def exported_config(run):
@@ -118,10 +143,10 @@ def exported_config(run):
 
 def test_training_resumes_from_last_checkpoint(data, tmp_path, caplog):
     out = tmp_path / "run"
-    train(data, "tiny", out, max_epochs=1, progress=False)
+    train(data, "tiny", overrides=TINY_OVERRIDES, out=out, max_epochs=1, progress=False)
     first_step = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
     with caplog.at_level(logging.INFO, logger="isoformer.training.fit"):
-        train(data, "tiny", out, max_epochs=2, progress=False)
+        train(data, "tiny", overrides=TINY_OVERRIDES, out=out, max_epochs=2, progress=False)
     assert "resuming from" in caplog.text
     last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 2 and last["global_step"] == 2 * first_step  # continued, not restarted
@@ -132,24 +157,69 @@ def test_training_resumes_from_last_checkpoint(data, tmp_path, caplog):
 
 def test_a_different_config_is_refused_unless_overwrite(data, tmp_path):
     out = tmp_path / "run"
-    train(data, "tiny", out, max_epochs=1, progress=False)
+    train(data, "tiny", overrides=TINY_OVERRIDES, out=out, max_epochs=1, progress=False)
     with pytest.raises(IsoformerError, match="different config.*model.modalities"):
-        train(data, "tiny", out, max_epochs=1, modalities=["rna"], progress=False)
-    train(data, "tiny", out, max_epochs=1, modalities=["rna"], overwrite=True, progress=False)
+        train(
+            data,
+            "tiny",
+            overrides=TINY_OVERRIDES,
+            out=out,
+            max_epochs=1,
+            modalities=["rna"],
+            progress=False,
+        )
+    train(
+        data,
+        "tiny",
+        overrides=TINY_OVERRIDES,
+        out=out,
+        max_epochs=1,
+        modalities=["rna"],
+        overwrite=True,
+        progress=False,
+    )
     assert yaml.safe_load((out / "config.yaml").read_text())["model"]["modalities"] == ["rna"]
 
 
 def test_cli_train_single_modality(data, tmp_path):
     out = tmp_path / "run"
-    code = main(["train", "--data", str(data), "--preset", "tiny", "--out", str(out), "--modalities", "rna",
-                 "--max-epochs", "1", "--seed", "3", "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--preset",
+            "tiny",
+            "--out",
+            str(out),
+            "--modalities",
+            "rna",
+            "--max-epochs",
+            "1",
+            "--seed",
+            "3",
+            "--no-progress",
+            *TINY_OVERRIDES,
+        ]
+    )
     assert code == 0
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["model"]["modalities"] == ["rna"] and config["training"]["seed"] == 3
 
 
 def test_cli_rejects_unknown_modality(data, tmp_path, capsys):
-    code = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--modalities", "dna,cdna"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "run"),
+            "--modalities",
+            "dna,cdna",
+            *TINY_OVERRIDES,
+        ]
+    )
     assert code == 2
     assert "--modalities 'dna,cdna'" in capsys.readouterr().err
 

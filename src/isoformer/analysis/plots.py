@@ -40,8 +40,13 @@ def plot_r2_per_tissue(r2: Mapping[str, float | None], path: str | Path, title: 
     ax.bar(np.arange(len(tissues)), np.nan_to_num(values, nan=0.0), color="#4C72B0")
     defined = values[np.isfinite(values)]
     if len(defined):
-        ax.axhline(defined.mean(), color="black", linestyle="--", linewidth=1,
-                   label=f"mean R$^2$ = {defined.mean():.3f}")
+        ax.axhline(
+            defined.mean(),
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"mean R$^2$ = {defined.mean():.3f}",
+        )
         ax.legend(loc="upper right", frameon=False)
     ax.set_xticks(np.arange(len(tissues)), tissues, rotation=90)
     ax.set_ylabel("R$^2$")
@@ -51,8 +56,9 @@ def plot_r2_per_tissue(r2: Mapping[str, float | None], path: str | Path, title: 
     return path
 
 
-def plot_predicted_vs_observed(predicted: np.ndarray, observed: np.ndarray, path: str | Path,
-                               title: str = "") -> Path:
+def plot_predicted_vs_observed(
+    predicted: np.ndarray, observed: np.ndarray, path: str | Path, title: str = ""
+) -> Path:
     """All finite (transcript, tissue) pairs, log(1 + TPM) on both axes, with the identity line."""
     path = Path(path)
     predicted, observed = np.asarray(predicted).ravel(), np.asarray(observed).ravel()

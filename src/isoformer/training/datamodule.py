@@ -67,8 +67,15 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
 class TranscriptDataModule(L.LightningDataModule):
     """Loaders for the dataset's train / valid / test splits at the model's DNA window length."""
 
-    def __init__(self, data_dir: str | Path, batch_size: int, dna_length: int | None = None,
-                 num_workers: int = 0, bucket_by_length: bool = True, seed: int = 0):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        batch_size: int,
+        dna_length: int | None = None,
+        num_workers: int = 0,
+        bucket_by_length: bool = True,
+        seed: int = 0,
+    ):
         super().__init__()
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
@@ -79,7 +86,7 @@ class TranscriptDataModule(L.LightningDataModule):
         self.datasets: dict[str, TranscriptDataset] = {}
 
     def split(self, name: str) -> TranscriptDataset:
-        """The dataset of one split, loaded once; an empty split is an error (nothing to fit or score)."""
+        """One split's dataset, loaded once; an empty split is an error (nothing to fit)."""
         if name not in self.datasets:
             dataset = TranscriptDataset(self.data_dir, split=name, dna_length=self.dna_length)
             if len(dataset) == 0:
@@ -96,8 +103,13 @@ class TranscriptDataModule(L.LightningDataModule):
             self.split("test")
 
     def _loader(self, name: str, **kwargs: Any) -> DataLoader:
-        return DataLoader(self.split(name), collate_fn=collate_records, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, **kwargs)
+        return DataLoader(
+            self.split(name),
+            collate_fn=collate_records,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            **kwargs,
+        )
 
     def train_dataloader(self) -> DataLoader:
         if not self.bucket_by_length:
@@ -111,4 +123,3 @@ class TranscriptDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", batch_size=self.batch_size)
-

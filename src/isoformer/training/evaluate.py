@@ -36,7 +36,9 @@ CHUNK_RECORDS = 512
 def run_tissues(run: Path) -> list[str]:
     path = run / "tissues.json"
     if not path.is_file():
-        raise IsoformerError(f"{run}: not a training run (no tissues.json); create one with `isoformer train`")
+        raise IsoformerError(
+            f"{run}: not a training run (no tissues.json); create one with `isoformer train`"
+        )
     return json.loads(path.read_text())
 
 
@@ -47,8 +49,9 @@ def run_dna_length(run: Path) -> int:
     return int(yaml.safe_load(path.read_text())["model"]["dna_length"])
 
 
-def predict_dataset(model: IsoFormer, dataset: TranscriptDataset, batch_size: int,
-                    progress: bool = True) -> np.ndarray:
+def predict_dataset(
+    model: IsoFormer, dataset: TranscriptDataset, batch_size: int, progress: bool = True
+) -> np.ndarray:
     """Predictions [N, T] in log(1 + TPM) for every item of `dataset`, in dataset order."""
     starts = range(0, len(dataset), CHUNK_RECORDS)
     if progress:
@@ -63,23 +66,32 @@ def predict_dataset(model: IsoFormer, dataset: TranscriptDataset, batch_size: in
 def _write_predictions(dataset: TranscriptDataset, predictions: np.ndarray, path: Path) -> None:
     table = pl.DataFrame({"transcript_id": dataset.transcript_ids, "gene_id": dataset.gene_ids})
     table = table.with_columns(
-        [pl.Series(tissue, predictions[:, t]) for t, tissue in enumerate(dataset.tissues)])
+        [pl.Series(tissue, predictions[:, t]) for t, tissue in enumerate(dataset.tissues)]
+    )
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     table.write_parquet(tmp)
     os.replace(tmp, path)
 
 
-def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", batch_size: int = 16,
-                 fasta: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Predict `split` with the run's best model, write the metrics files and figures, return the metrics."""
+def evaluate_run(
+    run: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    batch_size: int = 16,
+    fasta: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Predict `split` with the run's best model; write metrics and figures; return the metrics."""
     run, data_dir = Path(run), Path(data_dir)
     tissues = run_tissues(run)
     dataset = TranscriptDataset(data_dir, split=split, dna_length=run_dna_length(run), fasta=fasta)
     if list(dataset.tissues) != tissues:
         raise IsoformerError(
-            f"tissues differ: run {run} predicts {len(tissues)} ({', '.join(tissues[:3])}, ...), dataset "
-            f"{data_dir} holds {len(dataset.tissues)} ({', '.join(dataset.tissues[:3])}, ...)")
+            f"tissues differ: run {run} predicts {len(tissues)} ({', '.join(tissues[:3])}, ...), "
+            f"dataset "
+            f"{data_dir} holds {len(dataset.tissues)} ({', '.join(dataset.tissues[:3])}, ...)"
+        )
     if len(dataset) == 0:
         raise IsoformerError(f"{data_dir}: the {split!r} split holds no transcripts")
 
@@ -92,7 +104,11 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", bat
     _write_predictions(dataset, predictions, run / f"predictions_{split}.parquet")
     r2 = {tissue: m["r2"] for tissue, m in report["per_tissue"].items()}
     plot_r2_per_tissue(r2, run / "r2_per_tissue.png", title=f"{run.name}: {split} split")
-    plot_predicted_vs_observed(predictions, dataset.targets, run / f"predicted_vs_observed_{split}.png",
-                               title=f"{run.name}: {split} split")
+    plot_predicted_vs_observed(
+        predictions,
+        dataset.targets,
+        run / f"predicted_vs_observed_{split}.png",
+        title=f"{run.name}: {split} split",
+    )
     log.info("evaluated %d %s transcripts; files written to %s", len(dataset), split, run)
     return report

@@ -4,7 +4,7 @@ RUN/
   config.yaml          resolved config (preset + overrides + the dataset's tissues)
   tissues.json         tissue names, in target order
   normalization.json   per-tissue mean / std of the training targets (log(1 + TPM))
-  dataset.json         dataset path, sha256 of transcripts.parquet, and its metadata (input checksums)
+  dataset.json         dataset path, sha256 of transcripts.parquet, its metadata (input checksums)
   checkpoints/         Lightning checkpoints: best.ckpt (lowest val_loss) and last.ckpt
   logs/version_<n>/metrics.csv  losses and validation R2 per step / epoch, one folder per session
   model/               the best model, exported with `IsoFormer.save_pretrained`
@@ -39,7 +39,13 @@ from lightning.pytorch.loggers import CSVLogger
 from isoformer.data.dataset import read_metadata, read_transcripts
 from isoformer.data.schema import TRANSCRIPTS_FILE
 from isoformer.errors import IsoformerError
-from isoformer.model.config import RunConfig, apply_overrides, config_to_dict, load_preset, save_config
+from isoformer.model.config import (
+    RunConfig,
+    apply_overrides,
+    config_to_dict,
+    load_preset,
+    save_config,
+)
 from isoformer.model.isoformer import IsoFormer
 from isoformer.training.datamodule import TranscriptDataModule
 from isoformer.training.module import IsoFormerModule, TargetStatistics
@@ -48,8 +54,16 @@ log = logging.getLogger(__name__)
 
 # Config fields a resumed run may change: extending max_epochs continues a finished or stopped run.
 RESUMABLE_CHANGES = frozenset({"training.max_epochs"})
-RUN_FILES = ("config.yaml", "tissues.json", "normalization.json", "dataset.json", "checkpoints",
-             "logs", "model", "training.json")
+RUN_FILES = (
+    "config.yaml",
+    "tissues.json",
+    "normalization.json",
+    "dataset.json",
+    "checkpoints",
+    "logs",
+    "model",
+    "training.json",
+)
 
 
 def _sha256(path: Path) -> str:
@@ -66,10 +80,15 @@ def write_json_atomic(data: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def resolve_config(data_dir: Path, preset: str, overrides: Sequence[str] = (),
-                   modalities: Sequence[str] | None = None, seed: int | None = None,
-                   max_epochs: int | None = None) -> RunConfig:
-    """Preset -> command-line overrides -> explicit options -> the dataset's tissues (and window)."""
+def resolve_config(
+    data_dir: Path,
+    preset: str,
+    overrides: Sequence[str] = (),
+    modalities: Sequence[str] | None = None,
+    seed: int | None = None,
+    max_epochs: int | None = None,
+) -> RunConfig:
+    """Preset -> overrides -> explicit options -> the dataset's tissues (and window)."""
     config = apply_overrides(load_preset(preset), list(overrides))
     metadata = read_metadata(data_dir)
     model_changes: dict[str, Any] = {"tissues": list(metadata["tissues"])}
@@ -82,29 +101,40 @@ def resolve_config(data_dir: Path, preset: str, overrides: Sequence[str] = (),
         training_changes["seed"] = seed
     if max_epochs is not None:
         training_changes["max_epochs"] = max_epochs
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, **model_changes),
-                               training=dataclasses.replace(config.training, **training_changes))
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, **model_changes),
+        training=dataclasses.replace(config.training, **training_changes),
+    )
 
 
 def _config_as_saved(config: RunConfig) -> dict[str, Any]:
-    """The config as it reads back from YAML (tuples become lists), for comparison with a saved run."""
+    """The config as it reads back from YAML (tuples become lists), to compare with a saved run."""
     return yaml.safe_load(yaml.safe_dump(config_to_dict(config), sort_keys=True))
 
 
 def _differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         keys = sorted(set(old) | set(new))
-        return [k for key in keys for k in _differing_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+        return [
+            k
+            for key in keys
+            for k in _differing_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
     return [] if old == new else [prefix.rstrip(".")]
 
 
 def dataset_fingerprint(data_dir: Path) -> dict[str, Any]:
-    return {"path": str(data_dir.resolve()), "transcripts_sha256": _sha256(data_dir / TRANSCRIPTS_FILE),
-            "metadata": read_metadata(data_dir)}
+    return {
+        "path": str(data_dir.resolve()),
+        "transcripts_sha256": _sha256(data_dir / TRANSCRIPTS_FILE),
+        "metadata": read_metadata(data_dir),
+    }
 
 
-def _prepare_run_dir(out: Path, config: RunConfig, fingerprint: dict[str, Any],
-                     overwrite: bool) -> Path | None:
+def _prepare_run_dir(
+    out: Path, config: RunConfig, fingerprint: dict[str, Any], overwrite: bool
+) -> Path | None:
     """Create or check RUN; return last.ckpt when the run should resume from it."""
     saved_config = out / "config.yaml"
     if saved_config.exists() and overwrite:
@@ -116,16 +146,24 @@ def _prepare_run_dir(out: Path, config: RunConfig, fingerprint: dict[str, Any],
             elif target.exists():
                 target.unlink()
     elif saved_config.exists():
-        differing = [key for key in _differing_keys(yaml.safe_load(saved_config.read_text()),
-                                                    _config_as_saved(config))
-                     if key not in RESUMABLE_CHANGES]
+        differing = [
+            key
+            for key in _differing_keys(
+                yaml.safe_load(saved_config.read_text()), _config_as_saved(config)
+            )
+            if key not in RESUMABLE_CHANGES
+        ]
         if differing:
-            raise IsoformerError(f"{out}: holds a run with a different config ({', '.join(differing)}); "
-                                 "use another --out or --overwrite")
+            raise IsoformerError(
+                f"{out}: holds a run with a different config ({', '.join(differing)}); "
+                "use another --out or --overwrite"
+            )
         saved_data = json.loads((out / "dataset.json").read_text())
         if saved_data["transcripts_sha256"] != fingerprint["transcripts_sha256"]:
-            raise IsoformerError(f"{out}: was trained on a different dataset "
-                                 f"({saved_data['path']}); use another --out or --overwrite")
+            raise IsoformerError(
+                f"{out}: was trained on a different dataset "
+                f"({saved_data['path']}); use another --out or --overwrite"
+            )
         last = out / "checkpoints" / "last.ckpt"
         if last.exists():
             log.info("resuming from %s", last)
@@ -160,10 +198,18 @@ def _export_best(module: IsoFormerModule, checkpoint: Path, model_dir: Path) -> 
     os.replace(tmp, model_dir)
 
 
-def train(data_dir: str | Path, preset: str, out: str | Path, overrides: Sequence[str] = (),
-          modalities: Sequence[str] | None = None, seed: int | None = None,
-          max_epochs: int | None = None, overwrite: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) a run; returns the run directory. See the module docstring for its layout."""
+def train(
+    data_dir: str | Path,
+    preset: str,
+    out: str | Path,
+    overrides: Sequence[str] = (),
+    modalities: Sequence[str] | None = None,
+    seed: int | None = None,
+    max_epochs: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train (or resume) a run and return its directory (layout in the module docstring)."""
     data_dir, out = Path(data_dir), Path(out)
     config = resolve_config(data_dir, preset, overrides, modalities, seed, max_epochs)
     fingerprint = dataset_fingerprint(data_dir)
@@ -181,31 +227,67 @@ def train(data_dir: str | Path, preset: str, out: str | Path, overrides: Sequenc
     model = IsoFormer.from_config(config.model)
     if config.model.standardize_targets:
         model.set_target_statistics(statistics.mean, statistics.std)
-    module = IsoFormerModule(model, training, tissues,
-                             statistics if config.model.standardize_targets else None)
-    data = TranscriptDataModule(data_dir, batch_size=training.batch_size,
-                                dna_length=config.model.dna_length,
-                                num_workers=training.num_workers, seed=training.seed)
+    module = IsoFormerModule(
+        model, training, tissues, statistics if config.model.standardize_targets else None
+    )
+    data = TranscriptDataModule(
+        data_dir,
+        batch_size=training.batch_size,
+        dna_length=config.model.dna_length,
+        num_workers=training.num_workers,
+        seed=training.seed,
+    )
 
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss",
-                                 mode="min", save_top_k=1, save_last=True)
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename="best",
+        monitor="val_loss",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+    )
     trainer = L.Trainer(
-        max_epochs=training.max_epochs, accelerator="auto", devices=1,
+        max_epochs=training.max_epochs,
+        accelerator="auto",
+        devices=1,
         precision=_precision(training.precision),
         accumulate_grad_batches=training.accumulate_grad_batches,
         gradient_clip_val=training.gradient_clip_val,
-        callbacks=[EarlyStopping(monitor="val_loss", mode="min", patience=training.patience), checkpoint],
+        val_check_interval=training.val_check_interval,
+        callbacks=[
+            EarlyStopping(
+                monitor="val_loss",
+                mode="min",
+                patience=training.patience,
+                min_delta=training.min_delta,
+            ),
+            checkpoint,
+        ],
         logger=CSVLogger(out, name="logs"),  # logs/version_<n>/: one per session, kept on resume
-        enable_progress_bar=progress, log_every_n_steps=10, deterministic="warn",
+        enable_progress_bar=progress,
+        log_every_n_steps=10,
+        deterministic="warn",
     )
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
 
-    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else out / "checkpoints" / "last.ckpt"
+    best = (
+        Path(checkpoint.best_model_path)
+        if checkpoint.best_model_path
+        else out / "checkpoints" / "last.ckpt"
+    )
     _export_best(module, best, out / "model")
     best_loss = checkpoint.best_model_score
-    summary = {"best_val_loss": None if best_loss is None else float(best_loss),
-               "best_checkpoint": best.name, "epochs": trainer.current_epoch}
+    summary = {
+        "best_val_loss": None if best_loss is None else float(best_loss),
+        "best_checkpoint": best.name,
+        "epochs": trainer.current_epoch,
+    }
     write_json_atomic(summary, out / "training.json")
-    log.info("run %s: best val_loss %s after %d epochs; model exported to %s",
-             out, summary["best_val_loss"], trainer.current_epoch, out / "model")
+    log.info(
+        "run %s: best val_loss %s after %d epochs; model exported to %s",
+        out,
+        summary["best_val_loss"],
+        trainer.current_epoch,
+        out / "model",
+    )
     return out

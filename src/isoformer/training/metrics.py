@@ -64,19 +64,29 @@ def _r2(predicted: np.ndarray, observed: np.ndarray) -> float:
     if len(observed) < 2 or _is_constant(observed):
         return float("nan")
     # float64 so the score matches the closed form to machine precision.
-    return float(r2_score(torch.from_numpy(predicted.astype(np.float64)),
-                          torch.from_numpy(observed.astype(np.float64))))
+    return float(
+        r2_score(
+            torch.from_numpy(predicted.astype(np.float64)),
+            torch.from_numpy(observed.astype(np.float64)),
+        )
+    )
 
 
 def _check_shapes(predicted: np.ndarray, observed: np.ndarray) -> None:
     if predicted.shape != observed.shape or predicted.ndim != 2:
-        raise ValueError(f"predicted {predicted.shape} and observed {observed.shape} must both be [N, T]")
+        raise ValueError(
+            f"predicted {predicted.shape} and observed {observed.shape} must both be [N, T]"
+        )
 
 
-def per_tissue_metrics(predicted: np.ndarray, observed: np.ndarray,
-                       tissues: Sequence[str]) -> dict[str, TissueMetrics]:
-    """Metrics per tissue across transcripts. predicted, observed: [N, T]; NaN observations excluded."""
-    predicted, observed = np.asarray(predicted, dtype=np.float64), np.asarray(observed, dtype=np.float64)
+def per_tissue_metrics(
+    predicted: np.ndarray, observed: np.ndarray, tissues: Sequence[str]
+) -> dict[str, TissueMetrics]:
+    """Per-tissue metrics across transcripts; predicted, observed: [N, T], NaN targets excluded."""
+    predicted, observed = (
+        np.asarray(predicted, dtype=np.float64),
+        np.asarray(observed, dtype=np.float64),
+    )
     _check_shapes(predicted, observed)
     if len(tissues) != observed.shape[1]:
         raise ValueError(f"{len(tissues)} tissue names for {observed.shape[1]} target columns")
@@ -85,8 +95,13 @@ def per_tissue_metrics(predicted: np.ndarray, observed: np.ndarray,
         valid = np.isfinite(observed[:, t])  # [N]
         pred_t, obs_t = predicted[valid, t], observed[valid, t]
         spearman, pearson = _correlations(pred_t, obs_t)
-        result[tissue] = TissueMetrics(r2=_r2(pred_t, obs_t), spearman=spearman, pearson=pearson,
-                                       n=int(valid.sum()), n_excluded=int((~valid).sum()))
+        result[tissue] = TissueMetrics(
+            r2=_r2(pred_t, obs_t),
+            spearman=spearman,
+            pearson=pearson,
+            n=int(valid.sum()),
+            n_excluded=int((~valid).sum()),
+        )
     return result
 
 
@@ -100,10 +115,14 @@ def mean_over_tissues(per_tissue: dict[str, TissueMetrics]) -> dict[str, float]:
     return means
 
 
-def isoform_spearman(predicted: np.ndarray, observed: np.ndarray,
-                     gene_ids: Sequence[str]) -> IsoformRanking:
+def isoform_spearman(
+    predicted: np.ndarray, observed: np.ndarray, gene_ids: Sequence[str]
+) -> IsoformRanking:
     """Within-gene isoform-ranking Spearman (definition in the module docstring)."""
-    predicted, observed = np.asarray(predicted, dtype=np.float64), np.asarray(observed, dtype=np.float64)
+    predicted, observed = (
+        np.asarray(predicted, dtype=np.float64),
+        np.asarray(observed, dtype=np.float64),
+    )
     _check_shapes(predicted, observed)
     genes = np.asarray(gene_ids)
     if len(genes) != len(observed):
@@ -131,21 +150,33 @@ def _json_float(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def metrics_report(predicted: np.ndarray, observed: np.ndarray, tissues: Sequence[str],
-                   gene_ids: Sequence[str], split: str) -> dict:
-    """The `metrics_<split>.json` document: split, n_transcripts, mean, per_tissue, isoform_spearman."""
+def metrics_report(
+    predicted: np.ndarray,
+    observed: np.ndarray,
+    tissues: Sequence[str],
+    gene_ids: Sequence[str],
+    split: str,
+) -> dict:
+    """The `metrics_<split>.json` document (keys: split, n_transcripts, mean, per_tissue,
+    isoform_spearman)."""
     per_tissue = per_tissue_metrics(predicted, observed, tissues)
     for tissue, m in per_tissue.items():
         if m.n_excluded:
-            log.info("%s: %d of %d transcripts have no target (NaN) and are excluded",
-                     tissue, m.n_excluded, m.n + m.n_excluded)
+            log.info(
+                "%s: %d of %d transcripts have no target (NaN) and are excluded",
+                tissue,
+                m.n_excluded,
+                m.n + m.n_excluded,
+            )
     ranking = isoform_spearman(predicted, observed, gene_ids)
     log.info("isoform Spearman over %d genes with >= 2 isoforms", ranking.n_genes)
     return {
         "split": split,
         "n_transcripts": int(len(observed)),
         "mean": {k: _json_float(v) for k, v in mean_over_tissues(per_tissue).items()},
-        "per_tissue": {tissue: {name: _json_float(getattr(m, name)) for name in METRIC_NAMES}
-                       for tissue, m in per_tissue.items()},
+        "per_tissue": {
+            tissue: {name: _json_float(getattr(m, name)) for name in METRIC_NAMES}
+            for tissue, m in per_tissue.items()
+        },
         "isoform_spearman": _json_float(ranking.spearman),
     }

@@ -36,7 +36,7 @@ class TargetStatistics:
 
     @classmethod
     def from_targets(cls, targets: np.ndarray, std_floor: float = 1e-3) -> TargetStatistics:
-        """targets: [N, T] with NaN for missing values; a tissue with no value gets mean 0, std 1."""
+        """targets: [N, T], NaN = missing; a tissue without any value gets mean 0, std 1."""
         targets = np.asarray(targets, dtype=np.float64)
         observed = np.isfinite(targets).any(axis=0)  # [T]
         filled = np.where(observed, targets, 0.0)  # nan* on an all-NaN column would warn
@@ -45,11 +45,13 @@ class TargetStatistics:
         return cls(mean=mean.astype(np.float32), std=np.maximum(std, std_floor).astype(np.float32))
 
     def to_dict(self, tissues: list[str]) -> dict[str, dict[str, float]]:
-        return {t: {"mean": float(m), "std": float(s)} for t, m, s in zip(tissues, self.mean, self.std)}
+        return {
+            t: {"mean": float(m), "std": float(s)} for t, m, s in zip(tissues, self.mean, self.std)
+        }
 
 
 def masked_mse(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """MSE over the finite targets only (NaN = tissue without samples). [B, T] x [B, T] -> scalar."""
+    """MSE over the finite targets only (NaN = tissue without samples); [B, T] x [B, T] -> []."""
     valid = torch.isfinite(targets)
     if not valid.any():
         return predictions.sum() * 0.0  # keeps the graph; no target, no gradient
@@ -57,10 +59,15 @@ def masked_mse(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 
 
 class IsoFormerModule(L.LightningModule):
-    """Wraps an `IsoFormer` for training; `statistics` must be given when targets are standardised."""
+    """Trains an `IsoFormer`; pass `statistics` when its targets are standardised."""
 
-    def __init__(self, model: IsoFormer, training: TrainingConfig, tissues: list[str],
-                 statistics: TargetStatistics | None = None):
+    def __init__(
+        self,
+        model: IsoFormer,
+        training: TrainingConfig,
+        tissues: list[str],
+        statistics: TargetStatistics | None = None,
+    ):
         super().__init__()
         self.model = model
         self.training_config = training
@@ -94,7 +101,9 @@ class IsoFormerModule(L.LightningModule):
 
     def validation_step(self, records: list[Record], batch_idx: int) -> None:
         predictions, targets = self._predict(records), self._targets(records)
-        self.log("val_loss", self._loss(predictions, targets), prog_bar=True, batch_size=len(records))
+        self.log(
+            "val_loss", self._loss(predictions, targets), prog_bar=True, batch_size=len(records)
+        )
         log1p = self.model.to_log1p(predictions) if self.standardize else predictions
         self._val_predictions.append(log1p.detach().cpu().numpy())
         self._val_targets.append(targets.cpu().numpy())
@@ -102,8 +111,9 @@ class IsoFormerModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._val_predictions:
             return
-        per_tissue = per_tissue_metrics(np.concatenate(self._val_predictions),
-                                        np.concatenate(self._val_targets), self.tissues)
+        per_tissue = per_tissue_metrics(
+            np.concatenate(self._val_predictions), np.concatenate(self._val_targets), self.tissues
+        )
         r2 = mean_over_tissues(per_tissue)["r2"]
         self._val_predictions.clear()
         self._val_targets.clear()
@@ -112,5 +122,6 @@ class IsoFormerModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         parameters = [p for p in self.model.parameters() if p.requires_grad]
-        return torch.optim.Adam(parameters, lr=self.training_config.lr,
-                                weight_decay=self.training_config.weight_decay)
+        return torch.optim.Adam(
+            parameters, lr=self.training_config.lr, weight_decay=self.training_config.weight_decay
+        )

@@ -71,7 +71,9 @@ def read_records(path: str | Path) -> list[InputRecord]:
         try:
             item = json.loads(line)
         except json.JSONDecodeError as err:
-            records.append(InputRecord(f"line {number}", None, f"line {number}: not valid JSON ({err.msg})"))
+            records.append(
+                InputRecord(f"line {number}", None, f"line {number}: not valid JSON ({err.msg})")
+            )
             continue
         records.append(_as_record(item, f"line {number}"))
     return records
@@ -79,7 +81,9 @@ def read_records(path: str | Path) -> list[InputRecord]:
 
 def _as_record(item: Any, where: str) -> InputRecord:
     if not isinstance(item, dict):
-        return InputRecord(where, None, f"{where}: expected a JSON object, got {type(item).__name__}")
+        return InputRecord(
+            where, None, f"{where}: expected a JSON object, got {type(item).__name__}"
+        )
     return InputRecord(where, item)
 
 
@@ -105,21 +109,26 @@ def validate_record(record: dict[str, Any], modalities: list[str], dna_length: i
 def _model_input(record: dict[str, Any]) -> dict[str, str]:
     # Upper case: soft-masked (lower-case) genome bases are ordinary bases to the encoders. Keys of
     # modalities the run does not use are passed empty, whatever the record held.
-    return {key: value.upper() if isinstance(value := record.get(key), str) else ""
-            for key in SEQUENCE_KEYS.values()}
+    return {
+        key: value.upper() if isinstance(value := record.get(key), str) else ""
+        for key in SEQUENCE_KEYS.values()
+    }
 
 
 def _carried(record: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (record or {}).items() if k not in SEQUENCE_KEYS.values()}
 
 
-def predict_file(run: str | Path, input_path: str | Path, output_path: str | Path,
-                 batch_size: int = 16) -> PredictSummary:
+def predict_file(
+    run: str | Path, input_path: str | Path, output_path: str | Path, batch_size: int = 16
+) -> PredictSummary:
     """Predict every record of `input_path` with the run's model; write JSONL to `output_path`."""
     run, output_path = Path(run), Path(output_path)
     config_path = run / "config.yaml"
     if not config_path.is_file():
-        raise IsoformerError(f"{run}: not a training run (no config.yaml); create one with `isoformer train`")
+        raise IsoformerError(
+            f"{run}: not a training run (no config.yaml); create one with `isoformer train`"
+        )
     model_config = yaml.safe_load(config_path.read_text())["model"]
     modalities, dna_length = list(model_config["modalities"]), int(model_config["dna_length"])
     tissues = list(model_config["tissues"])
@@ -137,10 +146,14 @@ def predict_file(run: str | Path, input_path: str | Path, output_path: str | Pat
         model = IsoFormer.from_pretrained(run)
         model.eval()
         predictions = model.predict([_model_input(e.record) for e in valid], batch_size=batch_size)
-    by_entry = {id(entry): row for entry, row in zip(valid, np.asarray(predictions, dtype=np.float64))}
+    by_entry = {
+        id(entry): row for entry, row in zip(valid, np.asarray(predictions, dtype=np.float64))
+    }
 
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             for entry in entries:
@@ -157,5 +170,9 @@ def predict_file(run: str | Path, input_path: str | Path, output_path: str | Pat
             os.unlink(tmp)
     n_failed = len(entries) - len(valid)
     if n_failed:
-        log.warning("%d of %d records could not be predicted (see their 'error' field)", n_failed, len(entries))
+        log.warning(
+            "%d of %d records could not be predicted (see their 'error' field)",
+            n_failed,
+            len(entries),
+        )
     return PredictSummary(n_records=len(entries), n_failed=n_failed, output=output_path)
