@@ -1,0 +1,289 @@
+"""`isoformer simulate`: a GTEx-like study in the real file formats, with known generative rules.
+
+Files written to OUT (built in a temporary directory, renamed into place at the end):
+    genome.fa               chromosomes (soft-masked stretches, N runs, genes at both ends)
+    annotation.gtf          GENCODE v26-style annotation (simulate_annotation.py)
+    transcript_tpm.gct.gz   GCT 1.2 as GTEx ships it: `#1.2`, `<rows>\\t<samples>`, header
+                            `transcript_id\\tgene_id\\t<SAMPID>...`, TPM with 2 decimals
+    sample_attributes.txt   GTEx SampleAttributesDS columns (SAMPID, SMTS, SMTSD, ...): 3-4
+                            samples of each of the 30 tissues, 2 of Bone Marrow, and a few
+                            samples without expression data (SMAFRZE EXCLUDE)
+    truth.json              the rules and the noise-free expression; keys below
+
+truth.json:
+    format_version, seed, n_genes, tissues      the tissue order of every per-tissue list
+    rules                 ExpressionRules.to_json() (motifs, weights, profiles, noise sd)
+    variance_shares       each term's share of the variance across transcripts (per tissue,
+                          averaged): gene_baseline, dna, rna, protein
+    oracle                {"r2", "spearman", "pearson"} of the noise-free expression against the
+                          observed targets (log1p of the tissue-mean TPM of the GCT), all transcripts
+    near_edge_genes       gene ids whose TSS window runs past a chromosome end
+    transcripts           transcript_id -> {gene_id, transcript_type, features (promoter_motifs,
+                          rna_motifs, net_charge), gene_baseline, protein, components
+                          {dna, rna, protein: [tissue]}, log_tpm [tissue], expression [tissue]}
+                          where expression = log1p(exp(log_tpm)), the noise-free target.
+The rules themselves are documented in expression_model.py; `oracle_metrics` scores the
+noise-free expression against a built dataset's targets.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import shutil
+import string
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from isoformer.data.expression_model import (
+    COMPONENTS,
+    ExpressionRules,
+    expression_components,
+    log_tpm,
+    noise_free_expression,
+    sequence_features,
+    variance_shares,
+)
+from isoformer.data.simulate_annotation import near_edge_genes, place_genes, write_fasta, write_gtf
+from isoformer.data.simulate_genes import design_gene
+from isoformer.errors import IsoformerError
+
+log = logging.getLogger(__name__)
+
+DEMO_N_GENES = 300
+TRUTH_FORMAT_VERSION = 1
+PROMOTER_WINDOW = 1024  # TSS-centred window the DNA features are read from
+OTHER_TISSUE = "Bone Marrow"
+# GTEx SMTSD values of each SMTS; samples cycle through them.
+DETAILED_TISSUES: dict[str, tuple[str, ...]] = {
+    "Adipose Tissue": ("Adipose - Subcutaneous", "Adipose - Visceral (Omentum)"),
+    "Blood": ("Whole Blood", "Cells - EBV-transformed lymphocytes"),
+    "Blood Vessel": ("Artery - Aorta", "Artery - Coronary", "Artery - Tibial"),
+    "Brain": ("Brain - Cortex", "Brain - Cerebellum", "Brain - Hippocampus"),
+    "Breast": ("Breast - Mammary Tissue",),
+    "Cervix Uteri": ("Cervix - Ectocervix", "Cervix - Endocervix"),
+    "Colon": ("Colon - Sigmoid", "Colon - Transverse"),
+    "Esophagus": ("Esophagus - Mucosa", "Esophagus - Muscularis"),
+    "Heart": ("Heart - Atrial Appendage", "Heart - Left Ventricle"),
+    "Kidney": ("Kidney - Cortex", "Kidney - Medulla"),
+    "Muscle": ("Muscle - Skeletal",),
+    "Nerve": ("Nerve - Tibial",),
+    "Salivary Gland": ("Minor Salivary Gland",),
+    "Skin": ("Skin - Not Sun Exposed (Suprapubic)", "Skin - Sun Exposed (Lower leg)",
+             "Cells - Cultured fibroblasts"),
+    "Small Intestine": ("Small Intestine - Terminal Ileum",),
+    "Bone Marrow": ("Cells - Leukemia cell line (CML)",),
+}
+SAMPLE_COLUMNS = ("SAMPID", "SMATSSCR", "SMCENTER", "SMRIN", "SMTS", "SMTSD", "SMAFRZE")
+
+
+@dataclass(frozen=True)
+class SimulationSummary:
+    out: Path
+    n_genes: int
+    n_transcripts: int
+    n_coding_transcripts: int
+    n_samples: int  # samples with expression (columns of the GCT)
+    chromosome_lengths: dict[str, int]
+    variance_shares: dict[str, float]
+    oracle_r2: float
+
+
+def _sample_ids(rng: np.random.Generator, tissues: list[str]) -> list[str]:
+    """Unique GTEx-like ids, e.g. GTEX-1A2B-0011-R10a-SM-ABCDE (the R part for brain only)."""
+    alphabet = np.array(list(string.digits + string.ascii_uppercase))
+    donors = ["".join(rng.choice(alphabet, int(rng.integers(4, 6)))) for _ in range(12)]
+    ids: list[str] = []
+    for i, tissue in enumerate(tissues):
+        donor = donors[int(rng.integers(len(donors)))]
+        region = f"-R{int(rng.integers(1, 12))}a" if tissue == "Brain" else ""
+        ids.append(f"GTEX-{donor}-{i + 1:04d}{region}-SM-{''.join(rng.choice(alphabet, 5))}")
+    return ids
+
+
+def _samples(rng: np.random.Generator, tissues: tuple[str, ...]) -> pl.DataFrame:
+    smts = [t for t in tissues for _ in range(int(rng.integers(3, 5)))] + [OTHER_TISSUE] * 2
+    excluded = [tissues[int(i)] for i in rng.integers(0, len(tissues), 3)]
+    all_smts = smts + excluded
+    counters: dict[str, int] = {}
+    smtsd = []
+    for tissue in all_smts:
+        details = DETAILED_TISSUES.get(tissue, (tissue,))
+        smtsd.append(details[counters.get(tissue, 0) % len(details)])
+        counters[tissue] = counters.get(tissue, 0) + 1
+    n = len(all_smts)
+    return pl.DataFrame({
+        "SAMPID": _sample_ids(rng, all_smts),
+        "SMATSSCR": rng.integers(0, 3, n).astype(str),
+        "SMCENTER": rng.choice(["B1", "C1", "D1"], n),
+        "SMRIN": np.round(rng.uniform(6, 9.5, n), 1).astype(str),
+        "SMTS": all_smts,
+        "SMTSD": smtsd,
+        "SMAFRZE": ["RNASEQ"] * len(smts) + ["EXCLUDE"] * len(excluded),
+    })
+
+
+def _write_gct(path: Path, ids: list[tuple[str, str]], sample_ids: list[str], tpm: np.ndarray) -> None:
+    """GCT 1.2; tpm: [transcripts, samples]."""
+    with gzip.open(path, "wt", encoding="ascii", compresslevel=6) as out:
+        out.write(f"#1.2\n{len(ids)}\t{len(sample_ids)}\n")
+        out.write("\t".join(["transcript_id", "gene_id", *sample_ids]) + "\n")
+        for (transcript_id, gene_id), values in zip(ids, tpm):
+            out.write("\t".join([transcript_id, gene_id, *(f"{v:.2f}" for v in values)]) + "\n")
+
+
+def _tissue_means(tpm: np.ndarray, sample_tissues: list[str], tissues: tuple[str, ...]) -> np.ndarray:
+    """log1p of the per-tissue mean TPM [transcripts, tissues], as `build` computes targets."""
+    tissue_of = np.array(sample_tissues)
+    return np.stack([np.log1p(tpm[:, tissue_of == t].mean(axis=1)) for t in tissues], axis=1)
+
+
+def _score(predicted: np.ndarray, observed: np.ndarray, tissues: tuple[str, ...]) -> dict[str, float]:
+    from isoformer.training.metrics import mean_over_tissues, per_tissue_metrics
+
+    return mean_over_tissues(per_tissue_metrics(predicted, observed, tissues))
+
+
+def simulate_study(out: Path, n_genes: int | None = None, seed: int = 0,
+                   rules: ExpressionRules | None = None) -> SimulationSummary:
+    """Write a simulated study to `out` (must not exist or be empty); deterministic for a seed."""
+    out = Path(out)
+    n_genes = DEMO_N_GENES if n_genes is None else n_genes
+    if n_genes < 2:
+        raise IsoformerError(f"--n-genes must be at least 2, got {n_genes}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise IsoformerError(f"{out} already exists and is not an empty directory; choose another --out")
+    rules = rules or ExpressionRules()
+    rng = np.random.default_rng(seed)
+
+    genes = [design_gene(rng, rules, coding=rng.random() < 0.8) for _ in range(n_genes)]
+    n_chromosomes = int(np.clip(round(n_genes / 40), 2, 8))
+    chromosomes, placed = place_genes(rng, genes, n_chromosomes)
+    gene_baselines = rng.normal(0.0, rules.gene_baseline_sd, len(placed))
+
+    truth: dict[str, dict] = {}
+    for g, baseline in zip(placed, gene_baselines):
+        for transcript, transcript_id in zip(g.gene.transcripts, g.transcript_ids):
+            window = _window(chromosomes[g.chrom], g.tss(transcript), g.strand)
+            features = sequence_features(window, transcript.rna, transcript.protein, rules)
+            components = expression_components(features, float(baseline), rules)
+            expected = log_tpm(components, rules)
+            truth[transcript_id] = {
+                "gene_id": g.gene_id, "transcript_type": transcript.transcript_type,
+                "features": {"promoter_motifs": features.promoter_motifs,
+                             "rna_motifs": features.rna_motifs, "net_charge": features.net_charge},
+                "gene_baseline": float(baseline), "protein": transcript.protein,
+                "components": {name: components[name].tolist() for name in COMPONENTS[1:]},
+                "log_tpm": expected.tolist(),
+                "expression": noise_free_expression(expected).tolist(),
+            }
+    stacked = {name: np.array([t["components"][name] if name != "gene_baseline"
+                               else [t["gene_baseline"]] * len(rules.tissues) for t in truth.values()])
+               for name in COMPONENTS}
+    shares = variance_shares(stacked)
+
+    samples = _samples(rng, rules.tissues)
+    with_data = samples.filter(pl.col("SMAFRZE") == "RNASEQ")
+    tissue_index = {t: i for i, t in enumerate(rules.tissues)}
+    log_expected = np.array([t["log_tpm"] for t in truth.values()])  # [transcripts, tissues]
+    # The other tissue's samples follow the mean profile; `build` ignores them.
+    columns = [log_expected[:, tissue_index[t]] if t in tissue_index else log_expected.mean(axis=1)
+               for t in with_data["SMTS"]]
+    sd = rules.sample_log_sd
+    noise = rng.normal(0.0, sd, (len(truth), len(columns))) - sd**2 / 2
+    tpm = np.round(np.exp(np.stack(columns, axis=1) + noise), 2)
+    observed = _tissue_means(tpm, with_data["SMTS"].to_list(), rules.tissues)
+    oracle = _score(np.array([t["expression"] for t in truth.values()]), observed, rules.tissues)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the study is an ordinary output directory
+    try:
+        write_fasta(tmp / "genome.fa", chromosomes)
+        write_gtf(tmp / "annotation.gtf", placed, rng)
+        _write_gct(tmp / "transcript_tpm.gct.gz", [(k, v["gene_id"]) for k, v in truth.items()],
+                   with_data["SAMPID"].to_list(), tpm)
+        samples.write_csv(tmp / "sample_attributes.txt", separator="\t")
+        document = {
+            "format_version": TRUTH_FORMAT_VERSION, "seed": seed, "n_genes": n_genes,
+            "tissues": list(rules.tissues), "rules": rules.to_json(), "variance_shares": shares,
+            "oracle": oracle, "near_edge_genes": near_edge_genes(placed, chromosomes),
+            "transcripts": truth,
+        }
+        (tmp / "truth.json").write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    summary = SimulationSummary(
+        out=out, n_genes=n_genes, n_transcripts=len(truth),
+        n_coding_transcripts=sum(bool(t["protein"]) for t in truth.values()),
+        n_samples=len(with_data), chromosome_lengths={k: len(v) for k, v in chromosomes.items()},
+        variance_shares=shares, oracle_r2=oracle["r2"],
+    )
+    log.info("simulated %d genes, %d transcripts (%d coding), %d samples -> %s", n_genes,
+             summary.n_transcripts, summary.n_coding_transcripts, summary.n_samples, out)
+    log.info("variance shares: %s; oracle R2 %.3f",
+             ", ".join(f"{k} {v:.2f}" for k, v in shares.items()), oracle["r2"])
+    return summary
+
+
+def _window(chromosome: str, tss: int, strand: str) -> str:
+    """The TSS-centred window of Genome.window, from the in-memory chromosome."""
+    from isoformer.data.genome import reverse_complement
+
+    half = PROMOTER_WINDOW // 2
+    start = tss - half if strand == "+" else tss + half + 1 - PROMOTER_WINDOW
+    inner = chromosome[max(start, 0):max(start + PROMOTER_WINDOW, 0)]
+    padded = "N" * (max(start, 0) - start) + inner
+    padded += "N" * (PROMOTER_WINDOW - len(padded))
+    return padded.upper() if strand == "+" else reverse_complement(padded.upper())
+
+
+def read_truth(path: str | Path) -> dict:
+    """truth.json as a dict (keys in the module docstring)."""
+    path = Path(path)
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise IsoformerError(f"{path}: cannot read the simulation truth ({err})") from None
+    if truth.get("format_version") != TRUTH_FORMAT_VERSION:
+        raise IsoformerError(f"{path}: truth format {truth.get('format_version')!r}, expected "
+                             f"{TRUTH_FORMAT_VERSION}")
+    return truth
+
+
+def oracle_metrics(truth_path: str | Path, data: str | Path | pl.DataFrame,
+                   split: str | None = "test") -> dict[str, float]:
+    """Mean-over-tissues R2 / Spearman / Pearson of the noise-free expression against the targets.
+
+    data: a dataset directory from `build` or its transcripts table. Transcripts of the split
+    without a truth entry raise IsoformerError (the dataset is not from this simulation).
+    Returns {"r2", "spearman", "pearson", "n_transcripts"}.
+    """
+    truth = read_truth(truth_path)
+    if isinstance(data, pl.DataFrame):
+        table = data if split is None else data.filter(pl.col("split") == split)
+    else:
+        from isoformer.data.dataset import read_transcripts
+
+        table = read_transcripts(data, split)
+    tissues = tuple(truth["tissues"])
+    missing = [t for t in tissues if t not in table.columns]
+    if missing:
+        raise IsoformerError(f"the dataset has no target column for {', '.join(missing)}")
+    ids = table["transcript_id"].to_list()
+    unknown = [i for i in ids if i not in truth["transcripts"]]
+    if unknown:
+        raise IsoformerError(f"{len(unknown)} transcripts (e.g. {unknown[0]}) are not in {truth_path}")
+    predicted = np.array([truth["transcripts"][i]["expression"] for i in ids])
+    observed = table.select(tissues).to_numpy().astype(np.float64)
+    return {**_score(predicted, observed, tissues), "n_transcripts": len(ids)}

@@ -1,0 +1,270 @@
+"""Simulated genes: exon-intron structure, isoforms, coding sequences and planted motifs.
+
+A gene is designed 5'->3' in its own orientation as a locus string (promoter flank, exons,
+introns, a short downstream flank); `simulate_genome` later places it on either strand. Layout:
+
+    upstream(400, promoter of TSS1) F1 | intron [promoter of TSS2, F2 | intron] E1 | intron
+    X1 | ... | L1 [| intron L2] downstream
+
+F1/F2 are alternative first exons (5'UTR only), E1 holds the start codon, X are internal exons
+(constitutive or frame-preserving cassettes), L1/L2 alternative last exons (end of the CDS,
+stop, 3'UTR with RNA motifs). Introns next to a TSS are >= 1 kb, so a 1,024 bp TSS window sees
+its promoter and first exon only: DNA and RNA features never share bases. Every boundary a
+cassette or a last exon touches lies between codons, so every isoform keeps one reading frame.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from isoformer.data.expression_model import ExpressionRules
+from isoformer.data.gencode import CODON_TABLE, translate
+
+UPSTREAM = 400  # locus bases before TSS1
+DOWNSTREAM = 100
+_BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
+_STOPS = ("TAA", "TAG", "TGA")
+_CODONS: dict[str, list[str]] = {}
+for _codon, _residue in sorted(CODON_TABLE.items()):
+    _CODONS.setdefault(_residue, []).append(_codon)
+# Residue pools of the CDS sampler. Every G-first codon codes D, E, G, A or V, so drawing G/A/V
+# in proportion to the positive share keeps the codon first-base composition fixed: net charge
+# is visible in the protein, not as RNA base composition.
+_CHARGED_FRACTION = 0.25
+_G_FIRST_NEUTRAL = "GAV"
+_OTHER_NEUTRAL = "LSTPIFYNQHCWM"
+
+
+def random_bases(rng: np.random.Generator, n: int) -> str:
+    return _BASES[rng.integers(0, 4, n)].tobytes().decode("ascii")
+
+
+def _random_codons(rng: np.random.Generator, n: int, positive_share: float) -> str:
+    """n sense codons; a quarter charged, of which `positive_share` K/R and the rest D/E."""
+    residues = []
+    for _ in range(n):
+        if rng.random() < _CHARGED_FRACTION:
+            pool = "KR" if rng.random() < positive_share else "DE"
+        else:
+            g_first = rng.random() < positive_share * _CHARGED_FRACTION / (1 - _CHARGED_FRACTION)
+            pool = _G_FIRST_NEUTRAL if g_first else _OTHER_NEUTRAL
+        residues.append(pool[rng.integers(len(pool))])
+    return "".join(_CODONS[r][rng.integers(len(_CODONS[r]))] for r in residues)
+
+
+def _plant(rng: np.random.Generator, motifs: list[str], length: int) -> str:
+    """`length` random bases with `motifs` planted in order, in disjoint equal slots."""
+    if not motifs:
+        return random_bases(rng, length)
+    slot = length // len(motifs)
+    pieces = []
+    for motif in motifs:
+        offset = int(rng.integers(0, slot - len(motif) + 1))
+        pieces.append(random_bases(rng, offset) + motif + random_bases(rng, slot - offset - len(motif)))
+    pieces.append(random_bases(rng, length - slot * len(motifs)))
+    return "".join(pieces)
+
+
+@dataclass
+class GeneDesign:
+    """One gene in its own orientation; coordinates are 0-based half-open within `locus`."""
+
+    kind: str  # "protein_coding" or "lncRNA"
+    locus: str
+    transcripts: list[TranscriptDesign] = field(default_factory=list)
+    planted_promoters: list[dict[str, int]] = field(default_factory=list)  # per TSS
+
+
+@dataclass
+class TranscriptDesign:
+    transcript_type: str
+    exons: list[tuple[int, int]]  # in transcript (= locus) order
+    cds: tuple[int, int] | None = None  # [first base of ATG, last base of the stop codon + 1)
+    protein: str = ""
+    rna: str = ""
+    tags: tuple[str, ...] = ()
+
+
+class _LocusBuilder:
+    """Appends pieces to a locus and remembers where each exon went."""
+
+    def __init__(self, rng: np.random.Generator, rules: ExpressionRules):
+        self.rng, self.rules = rng, rules
+        self.pieces: list[str] = []
+        self.length = 0
+        self.planted: list[dict[str, int]] = []
+
+    def add(self, sequence: str) -> tuple[int, int]:
+        span = (self.length, self.length + len(sequence))
+        self.pieces.append(sequence)
+        self.length += len(sequence)
+        return span
+
+    def promoter_flank(self, length: int) -> None:
+        """`length` bases ending at a TSS, with 0-3 promoter motif copies in the promoter region."""
+        start, end = self.rules.promoter_region
+        names = sorted(self.rules.promoter_motifs)
+        n_copies = int(self.rng.choice(4, p=[0.2, 0.35, 0.3, 0.15]))
+        chosen = [names[i] for i in self.rng.integers(0, len(names), n_copies)]
+        self.planted.append({name: chosen.count(name) for name in names})
+        motifs = [self.rules.promoter_motifs[name] for name in chosen]
+        self.add(random_bases(self.rng, length + start))
+        self.add(_plant(self.rng, motifs, end - start))
+        self.add(random_bases(self.rng, -end))
+
+    def intron(self, length: int, are_probability: float = 0.0) -> None:
+        motifs = [self.rules.rna_motifs["are"]] if self.rng.random() < are_probability else []
+        self.add("GT" + _plant(self.rng, motifs, length - 4) + "AG")
+
+    def utr3(self) -> str:
+        """3' end: ARE and AC copies in random order, then a polyadenylation signal."""
+        are = int(self.rng.choice(5, p=[0.3, 0.25, 0.2, 0.15, 0.1]))
+        ac = int(self.rng.choice(4, p=[0.4, 0.3, 0.2, 0.1]))
+        motifs = [self.rules.rna_motifs["are"]] * are + [self.rules.rna_motifs["ac"]] * ac
+        self.rng.shuffle(motifs)
+        length = int(self.rng.integers(80, 220)) + 40 * len(motifs)
+        return _plant(self.rng, motifs, length) + "AATAAA" + random_bases(self.rng, 20)
+
+    def exon_length(self, low: int, high: int) -> int:
+        return int(self.rng.integers(low, high))
+
+
+def design_gene(rng: np.random.Generator, rules: ExpressionRules, coding: bool) -> GeneDesign:
+    """A gene with 2-4 isoforms (+ a retained-intron isoform for some coding genes)."""
+    b = _LocusBuilder(rng, rules)
+    b.promoter_flank(UPSTREAM)
+    first_exons = [b.add(random_bases(rng, b.exon_length(50, 150)))]
+    if rng.random() < 0.45:  # alternative TSS: its own promoter, inside the first intron
+        b.add("GT" + random_bases(rng, b.exon_length(1200, 2000)))
+        b.promoter_flank(UPSTREAM)
+        first_exons.append(b.add(random_bases(rng, b.exon_length(50, 150))))
+    b.intron(b.exon_length(1100, 1800))
+
+    n_cassettes = int(rng.choice(3, p=[0.4, 0.4, 0.2]))
+    n_last = 2 if rng.random() < 0.5 else 1
+    if n_cassettes == 0 and n_last == 1 and len(first_exons) == 1:
+        n_last = 2  # every gene has at least two isoforms
+    if coding:
+        body = _coding_body(b, n_cassettes, n_last)
+    else:
+        body = _noncoding_body(b, n_cassettes, n_last)
+    b.add(random_bases(rng, DOWNSTREAM))
+    gene = GeneDesign(kind="protein_coding" if coding else "lncRNA", locus="".join(b.pieces),
+                      planted_promoters=b.planted)
+    gene.transcripts = _isoforms(rng, gene, first_exons, body, coding)
+    return gene
+
+
+@dataclass
+class _Body:
+    """Exons after the first exon: constitutive ones, cassettes and alternative last exons."""
+
+    middle: list[tuple[tuple[int, int], bool]]  # (span, is_cassette) in order
+    last: list[tuple[int, int]]
+    cds_start: int | None = None  # locus position of the ATG
+    stop_ends: list[int] = field(default_factory=list)  # per last exon
+
+
+def _coding_body(b: _LocusBuilder, n_cassettes: int, n_last: int) -> _Body:
+    rng = b.rng
+    # Constitutive ORF (ATG + codons) split over E1 and constitutive internal exons.
+    n_constitutive = int(rng.integers(2, 5))  # E1 + 1-3 internal
+    orf = "ATG" + _random_codons(rng, int(rng.integers(50, 120)), rng.uniform(0.05, 0.95))
+    cassette_after = set(rng.choice(np.arange(1, n_constitutive), replace=False,
+                                    size=min(n_cassettes, n_constitutive - 1)).tolist())
+    # Part sizes of >= 10 codons; a cut is shifted off the codon boundary unless a cassette sits there.
+    n_codons = len(orf) // 3
+    sizes = 10 + rng.multinomial(n_codons - 10 * n_constitutive, np.full(n_constitutive, 1 / n_constitutive))
+    cuts = [3 * int(c) + (0 if i + 1 in cassette_after else int(rng.integers(0, 3)))
+            for i, c in enumerate(np.cumsum(sizes)[:-1])]
+    parts = [orf[i:j] for i, j in zip([0, *cuts], [*cuts, len(orf)])]
+
+    utr5 = random_bases(rng, b.exon_length(10, 50))
+    middle: list[tuple[tuple[int, int], bool]] = []
+    body = _Body(middle=middle, last=[])
+    for i, part in enumerate(parts):
+        if i == 0:
+            span = b.add(utr5 + part)
+            body.cds_start = span[0] + len(utr5)
+        else:
+            b.intron(b.exon_length(200, 900), are_probability=0.3)
+            span = b.add(part)
+        middle.append((span, False))
+        if i + 1 in cassette_after:
+            b.intron(b.exon_length(200, 900), are_probability=0.3)
+            cassette = _random_codons(rng, int(rng.integers(15, 40)), rng.uniform(0.05, 0.95))
+            middle.append((b.add(cassette), True))
+    for _ in range(n_last):
+        b.intron(b.exon_length(200, 900), are_probability=0.3)
+        coding = _random_codons(rng, int(rng.integers(30, 80)), rng.uniform(0.05, 0.95))
+        coding += _STOPS[rng.integers(3)]
+        span = b.add(coding + b.utr3())
+        body.last.append(span)
+        body.stop_ends.append(span[0] + len(coding))
+    return body
+
+
+def _noncoding_body(b: _LocusBuilder, n_cassettes: int, n_last: int) -> _Body:
+    is_cassette = [False] * int(b.rng.integers(1, 3)) + [True] * n_cassettes
+    b.rng.shuffle(is_cassette)
+    middle = []
+    for cassette in is_cassette:
+        b.intron(b.exon_length(200, 900), are_probability=0.3)
+        middle.append((b.add(random_bases(b.rng, b.exon_length(80, 250))), cassette))
+    last = []
+    for _ in range(n_last):
+        b.intron(b.exon_length(200, 900), are_probability=0.3)
+        last.append(b.add(random_bases(b.rng, b.exon_length(60, 300)) + b.utr3()))
+    return _Body(middle=middle, last=last)
+
+
+def _isoforms(rng: np.random.Generator, gene: GeneDesign, first_exons: list[tuple[int, int]],
+              body: _Body, coding: bool) -> list[TranscriptDesign]:
+    cassettes = [i for i, (_, is_cassette) in enumerate(body.middle) if is_cassette]
+    subsets = [frozenset(c) for r in range(len(cassettes), -1, -1)
+               for c in itertools.combinations(cassettes, r)]
+    combos = list(itertools.product(range(len(first_exons)), subsets, range(len(body.last))))
+    n_isoforms = min(int(rng.integers(2, 5)), len(combos))
+    chosen = [combos[0]] + [combos[i] for i in sorted(rng.choice(np.arange(1, len(combos)),
+                                                                 n_isoforms - 1, replace=False))]
+    transcripts = []
+    for first, included, last in chosen:
+        middle = [span for i, (span, is_cassette) in enumerate(body.middle)
+                  if not is_cassette or i in included]
+        exons = [first_exons[first], *middle, body.last[last]]
+        cds = (body.cds_start, body.stop_ends[last]) if coding else None
+        transcripts.append(_transcript(gene, "protein_coding" if coding else "lncRNA", exons, cds))
+    transcripts[0].tags = ("basic", "CCDS") if coding else ("basic",)
+
+    canonical = transcripts[0].exons
+    retainable = [i for i in range(1, len(canonical) - 1) if canonical[i + 1][0] - canonical[i][1] <= 700]
+    if coding and retainable and rng.random() < 0.35:
+        i = retainable[int(rng.integers(len(retainable)))]
+        merged = (canonical[i][0], canonical[i + 1][1])
+        exons = [*canonical[:i], merged, *canonical[i + 2:]]
+        transcripts.append(_transcript(gene, "retained_intron", exons, None))
+    return transcripts
+
+
+def _transcript(gene: GeneDesign, transcript_type: str, exons: list[tuple[int, int]],
+                cds: tuple[int, int] | None) -> TranscriptDesign:
+    rna = "".join(gene.locus[start:end] for start, end in exons)
+    protein = ""
+    if cds is not None:
+        offsets = [0]
+        for start, end in exons:
+            offsets.append(offsets[-1] + end - start)
+        to_rna = {}
+        for (start, end), offset in zip(exons, offsets):
+            for position in cds:
+                if start <= position <= end:
+                    to_rna.setdefault(position, offset + position - start)
+        coding = rna[to_rna[cds[0]]:to_rna[cds[1]]]
+        assert len(coding) % 3 == 0 and coding.startswith("ATG") and coding[-3:] in _STOPS
+        protein = translate(coding)[:-1]
+        assert "*" not in protein
+    return TranscriptDesign(transcript_type=transcript_type, exons=exons, cds=cds,
+                            protein=protein, rna=rna)
