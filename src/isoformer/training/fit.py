@@ -227,9 +227,7 @@ def train(
     model = IsoFormer.from_config(config.model)
     if config.model.standardize_targets:
         model.set_target_statistics(statistics.mean, statistics.std)
-    module = IsoFormerModule(
-        model, training, tissues, statistics if config.model.standardize_targets else None
-    )
+    module = IsoFormerModule(model, training, tissues)
     data = TranscriptDataModule(
         data_dir,
         batch_size=training.batch_size,

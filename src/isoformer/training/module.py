@@ -59,23 +59,13 @@ def masked_mse(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 
 
 class IsoFormerModule(L.LightningModule):
-    """Trains an `IsoFormer`; pass `statistics` when its targets are standardised."""
+    """Trains an `IsoFormer`; standardisation (when configured) uses the statistics set on it."""
 
-    def __init__(
-        self,
-        model: IsoFormer,
-        training: TrainingConfig,
-        tissues: list[str],
-        statistics: TargetStatistics | None = None,
-    ):
+    def __init__(self, model: IsoFormer, training: TrainingConfig, tissues: list[str]):
         super().__init__()
         self.model = model
         self.training_config = training
         self.tissues = list(tissues)
-        self.standardize = statistics is not None
-        if statistics is not None:
-            self.register_buffer("target_mean", torch.from_numpy(statistics.mean), persistent=False)
-            self.register_buffer("target_std", torch.from_numpy(statistics.std), persistent=False)
         self._val_predictions: list[np.ndarray] = []
         self._val_targets: list[np.ndarray] = []
 
@@ -90,9 +80,8 @@ class IsoFormerModule(L.LightningModule):
         return self.model(batch).predictions.float()
 
     def _loss(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if self.standardize:
-            targets = (targets - self.target_mean) / self.target_std
-        return masked_mse(predictions, targets)
+        """MSE in the model's training space; `targets` are log(1 + TPM)."""
+        return masked_mse(predictions, self.model.from_log1p(targets))
 
     def training_step(self, records: list[Record], batch_idx: int) -> torch.Tensor:
         loss = self._loss(self._predict(records), self._targets(records))
@@ -104,7 +93,7 @@ class IsoFormerModule(L.LightningModule):
         self.log(
             "val_loss", self._loss(predictions, targets), prog_bar=True, batch_size=len(records)
         )
-        log1p = self.model.to_log1p(predictions) if self.standardize else predictions
+        log1p = self.model.to_log1p(predictions)
         self._val_predictions.append(log1p.detach().cpu().numpy())
         self._val_targets.append(targets.cpu().numpy())
 
