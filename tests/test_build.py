@@ -1,0 +1,149 @@
+"""`build_dataset` end to end on the hand-built fixtures, the gene split, and no output on errors.
+
+Inputs: tests/files/genome.fa + annotation.gtf (sequences derived in test_gencode.py) and the
+gtex_* GCT / sample attributes (targets derived in test_gtex.py). The GCT holds ENST...01-03
+and ENST...99 (not in the GTF); the GTF holds ENST...04 (not in the GCT).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from isoformer.data.build import build_dataset
+from isoformer.data.schema import METADATA_FILE, TRANSCRIPT_COLUMNS, TRANSCRIPTS_FILE
+from isoformer.data.splits import split_genes
+from isoformer.errors import InputFormatError, IsoformerError
+from test_gtex import EXPECTED, TISSUES
+
+FILES = Path(__file__).parent / "files"
+
+
+@pytest.fixture
+def inputs(tmp_path) -> dict[str, Path]:
+    """Copies of the fixtures (pyfaidx writes genome.fa.fai next to the FASTA)."""
+    names = {"fasta": "genome.fa", "gtf": "annotation.gtf", "tpm": "gtex_transcript_tpm.gct",
+             "samples": "gtex_sample_attributes.txt"}
+    (tmp_path / "in").mkdir()
+    return {key: Path(shutil.copy(FILES / name, tmp_path / "in" / name)) for key, name in names.items()}
+
+
+def build(inputs: dict[str, Path], out: Path, **kwargs):
+    return build_dataset(**inputs, out=out, tissues=TISSUES, progress=False, **kwargs)
+
+
+def test_build_end_to_end(inputs, tmp_path):
+    out = tmp_path / "dataset"
+    report = build(inputs, out, dna_length=24, test_fraction=0.5, val_fraction=0.0, seed=3)
+    table = pl.read_parquet(out / TRANSCRIPTS_FILE)
+    assert table.columns == [*TRANSCRIPT_COLUMNS, *TISSUES]
+    assert [table[t].dtype for t in TISSUES] == [pl.Float32] * 3
+    assert table["transcript_id"].to_list() == [
+        "ENST00000000001.1", "ENST00000000002.1", "ENST00000000003.2"
+    ]
+    first = table.row(0, named=True)
+    assert {k: first[k] for k in ("gene_id", "gene_name", "transcript_type", "chrom", "strand",
+                                  "start", "end", "tss")} == {
+        "gene_id": "ENSG00000000001.1", "gene_name": "GENEP", "transcript_type": "protein_coding",
+        "chrom": "chr1", "strand": "+", "start": 10, "end": 115, "tss": 10,
+    }
+    assert first["rna"] == "GGACTCAGCAATGGCCTGGAACGATTGCCATGAAAAGCTGATCTTCCCGAGCTACTAAGCATTCA"
+    assert (first["protein"], first["utr5_length"], first["cds_length"], first["utr3_length"]) == (
+        "MAWNDCHEKLIFPSY", 10, 48, 7
+    )
+    minus = table.row(2, named=True)
+    assert (minus["strand"], minus["start"], minus["end"], minus["tss"]) == ("-", 33, 96, 95)
+    assert minus["protein"] == "KRSGLIQWV"
+    np.testing.assert_allclose(table.select(TISSUES).to_numpy(), EXPECTED[:3], rtol=1e-6)
+
+    # Two genes, test_fraction 0.5 -> one test gene; the isoforms of ENSG...01 share a split.
+    expected_split = split_genes(["ENSG00000000001.1", "ENSG00000000002.3"], 0.0, 0.5, 3)
+    assert sorted(expected_split.values()) == ["test", "train"]
+    assert table["split"].to_list() == [expected_split[g] for g in table["gene_id"].to_list()]
+    assert report.dropped == {"gct_not_in_gtf": 1, "gtf_not_in_gct": 1}
+    assert report.kept == 3
+
+    metadata = json.loads((out / METADATA_FILE).read_text())
+    assert metadata["tissues"] == TISSUES and metadata["dna_length"] == 24
+    assert metadata["fasta"]["path"] == str(inputs["fasta"].resolve())
+    assert metadata["split"]["seed"] == 3 and metadata["split"]["test_fraction"] == 0.5
+    assert metadata["counts"]["dropped"] == {"gct_not_in_gtf": 1, "gtf_not_in_gct": 1}
+    assert metadata["counts"]["ignored_samples_by_tissue"] == {"Bone Marrow": 1}
+    assert metadata["samples_per_tissue"] == {"Blood": 2, "Brain": 1, "Liver": 3}
+    tpm = metadata["inputs"]["tpm"]
+    assert tpm["name"] == "gtex_transcript_tpm.gct"
+    assert tpm["size"] == inputs["tpm"].stat().st_size
+    assert tpm["sha256"] == hashlib.sha256(inputs["tpm"].read_bytes()).hexdigest()
+    assert set(metadata) >= {"format_version", "isoformer_version", "inputs", "counts"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "in"]  # no temp dir left
+
+
+def test_protein_coding_only_unusable_cds_and_non_acgtn(inputs, tmp_path):
+    # ENST...04 (lincRNA, one IUPAC base) joins the GCT; ENST...01's second CDS row gets phase 0
+    # instead of 2, which breaks its reading frame.
+    lines = inputs["tpm"].read_text().splitlines()
+    lines[1] = "5\t7"
+    lines.append("ENST00000000004.1\tENSG00000000003.1\t1\t1\t1\t1\t1\t1\t1")
+    inputs["tpm"].write_text("\n".join(lines) + "\n")
+    report = build(inputs, tmp_path / "all")
+    assert report.kept == 4 and report.non_acgtn_bases == 1 and report.transcripts_with_non_acgtn == 1
+    assert report.dropped == {"gct_not_in_gtf": 1, "gtf_not_in_gct": 0}
+
+    gtf = inputs["gtf"].read_text().replace("51\t80\t.\t+\t2", "51\t80\t.\t+\t0")
+    inputs["gtf"].write_text(gtf)
+    report = build(inputs, tmp_path / "coding", protein_coding_only=True)
+    assert report.kept == 1  # ENST...03
+    assert report.dropped == {
+        "gct_not_in_gtf": 1, "gtf_not_in_gct": 0, "non_coding": 2, "unusable_cds_phase_mismatch": 1
+    }
+
+
+def test_tissue_without_samples_gives_nan_targets(inputs, tmp_path):
+    report = build_dataset(**inputs, out=tmp_path / "d", tissues=["Liver", "Heart"], progress=False)
+    table = pl.read_parquet(tmp_path / "d" / TRANSCRIPTS_FILE)
+    assert table["Heart"].is_nan().all() and report.tissues_without_samples == ["Heart"]
+
+
+def test_bad_inputs_leave_no_dataset(inputs, tmp_path):
+    inputs["fasta"].write_text(FILES.joinpath("genome.fa").read_text().split(">chr2")[0])
+    with pytest.raises(InputFormatError, match="annotation.gtf:19: transcript ENST00000000003.2: "
+                                               "chromosome 'chr2' is not in FASTA"):
+        build(inputs, tmp_path / "dataset")
+    inputs["tpm"].write_text(inputs["tpm"].read_text().replace("\t9\t", "\tnine\t"))
+    with pytest.raises(InputFormatError, match="gtex_transcript_tpm.gct:5: column 5: TPM 'nine'"):
+        build(inputs, tmp_path / "dataset")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_refuses_non_empty_output_and_bad_options(inputs, tmp_path):
+    out = tmp_path / "dataset"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(IsoformerError, match="already exists and is not empty"):
+        build(inputs, out)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    with pytest.raises(IsoformerError, match="--tissues lists Blood more than once"):
+        build_dataset(**inputs, out=tmp_path / "d", tissues=["Blood", "Blood"], progress=False)
+    with pytest.raises(IsoformerError, match="must be below 1"):
+        build(inputs, tmp_path / "d", val_fraction=0.5, test_fraction=0.5)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    build(inputs, empty)  # an existing empty directory is fine
+    assert (empty / TRANSCRIPTS_FILE).is_file()
+
+
+def test_gene_split_is_deterministic_sized_and_leak_free():
+    genes = [f"ENSG{i:05d}" for i in range(1000) for _ in range(1 + i % 3)]  # 1-3 isoforms each
+    split = split_genes(genes, 0.1, 0.2, seed=7)
+    assert split == split_genes(list(reversed(genes)), 0.1, 0.2, seed=7)  # order-independent
+    assert split != split_genes(genes, 0.1, 0.2, seed=8)
+    values = list(split.values())
+    assert (values.count("test"), values.count("valid"), values.count("train")) == (200, 100, 700)
+    # A dict maps each gene to exactly one split: no gene can sit in two.
+    assert set(split) == set(genes)
