@@ -47,7 +47,7 @@ def plot_r2_per_tissue(r2: Mapping[str, float | None], path: str | Path, title: 
             linewidth=1,
             label=f"mean R$^2$ = {defined.mean():.3f}",
         )
-        ax.legend(loc="upper right", frameon=False)
+        ax.legend(loc="best", frameon=False)
     ax.set_xticks(np.arange(len(tissues)), tissues, rotation=90)
     ax.set_ylabel("R$^2$")
     ax.set_xlim(-0.6, len(tissues) - 0.4)
