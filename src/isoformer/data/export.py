@@ -1,0 +1,81 @@
+"""`isoformer export`: dataset records as JSON lines, DNA windows materialised from the FASTA.
+
+Each line: transcript_id, gene_id, split, dna_sequence, rna_sequence, protein_sequence, targets
+(tissue -> value; null where the dataset has NaN, since JSON has no NaN). The three *_sequence
+keys are exactly the prediction input format.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import rich.progress
+
+from isoformer.constants import (
+    DNA_SEQUENCE,
+    GENE_ID,
+    PROTEIN_SEQUENCE,
+    RNA_SEQUENCE,
+    TARGETS,
+    TRANSCRIPT_ID,
+)
+from isoformer.data.dataset import TranscriptDataset, read_transcripts
+from isoformer.errors import IsoformerError
+
+log = logging.getLogger(__name__)
+
+
+def export_jsonl(
+    data: str | Path,
+    output: str | Path,
+    split: str | None = None,
+    limit: int | None = None,
+    dna_length: int | None = None,
+    fasta: str | Path | None = None,
+    progress: bool = True,
+) -> int:
+    """Write the first `limit` records (all when None) of `split` (all splits when None); returns
+    how many. The file appears complete or not at all (temporary file, then rename)."""
+    if limit is not None and limit < 0:
+        raise IsoformerError(f"--limit must be >= 0, got {limit}")
+    output = Path(output)
+    dataset = TranscriptDataset(data, split=split, dna_length=dna_length, fasta=fasta)
+    splits = read_transcripts(data, split)["split"].to_list()  # same row order as the dataset
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=output.parent, prefix=f".{output.name}.", suffix=".partial",
+        delete=False,
+    )
+    try:
+        with handle:
+            for index in rich.progress.track(
+                range(n), description=f"writing {output.name}", disable=not progress, transient=True
+            ):
+                item = dataset[index]
+                record = {
+                    TRANSCRIPT_ID: item[TRANSCRIPT_ID],
+                    GENE_ID: item[GENE_ID],
+                    "split": splits[index],
+                    DNA_SEQUENCE: item[DNA_SEQUENCE],
+                    RNA_SEQUENCE: item[RNA_SEQUENCE],
+                    PROTEIN_SEQUENCE: item[PROTEIN_SEQUENCE],
+                    TARGETS: {
+                        tissue: None if math.isnan(value) else float(value)
+                        for tissue, value in zip(dataset.tissues, item[TARGETS].tolist(), strict=True)
+                    },
+                }
+                handle.write(json.dumps(record) + "\n")
+        os.replace(handle.name, output)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    finally:
+        dataset.close()
+    log.info("%s: %d records (split %s, DNA %d bp)", output, n, split or "all", dataset.dna_length)
+    return n
