@@ -1,0 +1,294 @@
+"""IsoFormer: one encoder per modality -> aggregation -> head, with no loss (see `training/`).
+
+    model = IsoFormer.from_config(load_preset("tiny").model)
+    batch = model.tokenize(records)          # records: dicts with dna/rna/protein_sequence
+    output = model(batch)                    # output.predictions [B, T], standardised space
+    model.save_pretrained("run/model")
+    model = IsoFormer.from_pretrained("run")  # a save_pretrained directory, or a run holding model/
+    log1p_tpm = model.predict(records)       # [N, T] numpy, log(1 + TPM)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import track
+from safetensors.torch import load_model, save_model
+from torch import nn
+from transformers import PretrainedConfig
+
+from isoformer import __version__
+from isoformer.constants import SEQUENCE_KEYS
+from isoformer.encoders.base import EncoderOutput, SequenceEncoder
+from isoformer.encoders.registry import build_encoder
+from isoformer.errors import IsoformerError
+from isoformer.model.aggregation import build_aggregator
+from isoformer.model.config import ModelConfig, config_to_dict, model_config_from_dict
+from isoformer.model.head import IsoFormerHead
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+# What a too-long input keeps, per modality, when its encoder config leaves `crop` unset.
+DEFAULT_CROPS = {"dna": "center", "rna": "end", "protein": "start"}
+# DNA encoders that read a fixed window: it defaults to the model's dna_length.
+FIXED_WINDOW_KINDS = ("enformer", "borzoi")
+# Bookkeeping fields of a transformers config that are not architecture.
+_CONFIG_META_KEYS = ("architectures", "transformers_version", "_name_or_path", "model_type",
+                     "torch_dtype", "dtype", "auto_map")
+
+Record = dict[str, Any]
+Batch = dict[str, dict[str, Any]]
+
+
+@dataclass
+class IsoFormerOutput:
+    predictions: torch.Tensor  # [B, T], standardised per tissue when the config says so
+    fused: dict[str, EncoderOutput]  # per query modality: hidden [B, L_q, D_q], mask [B, L_q]
+    attentions: dict[str, list[torch.Tensor]] | None = None  # "q->k": per layer [B, H, L_q, L_k]
+
+
+def resolve_model_config(config: ModelConfig) -> ModelConfig:
+    """A copy of `config` with each enabled modality's crop default and the DNA window filled in."""
+    config = copy.deepcopy(config)
+    for modality in config.modalities:
+        encoder = config.encoders[modality]
+        if encoder.crop is None:
+            encoder.crop = DEFAULT_CROPS[modality]  # type: ignore[assignment]
+        if (modality == "dna" and encoder.kind in FIXED_WINDOW_KINDS
+                and encoder.max_length is None and config.dna_length is not None):
+            encoder.max_length = config.dna_length
+    return config
+
+
+def _move(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    return {key: _move(value, device) for key, value in batch.items()}
+
+
+def encoder_architecture(encoder: SequenceEncoder) -> dict[str, Any]:
+    """The built encoder's full architecture, so it can be rebuilt with `init="random"` and then
+    receive saved weights, whatever the checkpoint it was first loaded from."""
+    for module in encoder.modules():
+        model_config = getattr(module, "config", None)
+        if isinstance(model_config, PretrainedConfig):
+            architecture = model_config.to_diff_dict()
+            for key in _CONFIG_META_KEYS:
+                architecture.pop(key, None)
+            # Enformer decides TF-gamma positions from the load path, not its config: keep the
+            # value in use so a random rebuild computes the same positions.
+            gammas = {m.use_tf_gamma for m in encoder.modules() if hasattr(m, "use_tf_gamma")}
+            if len(gammas) == 1:
+                architecture["use_tf_gamma"] = gammas.pop()
+            return architecture
+    raise IsoformerError(f"{encoder.config.kind}: cannot record the architecture of this encoder")
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """Call write(temporary_path), then rename it to `path`: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class IsoFormer(nn.Module):
+    """Encoders (one per enabled modality) -> aggregation -> head -> one value per tissue."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config = resolve_model_config(config)
+        self.config = config
+        self.encoders = nn.ModuleDict({m: build_encoder(config.encoders[m]) for m in config.modalities})
+        self._check_dna_window()
+        self.aggregator = build_aggregator(
+            config.aggregation, {m: encoder.output_dim for m, encoder in self.encoders.items()}
+        )
+        self.head = IsoFormerHead(config.head, self.aggregator.output_dims, len(config.tissues))
+        # Per-tissue statistics of the training targets (log(1 + TPM)); identity until set.
+        self.register_buffer("target_mean", torch.zeros(len(config.tissues)))
+        self.register_buffer("target_std", torch.ones(len(config.tissues)))
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> IsoFormer:
+        """Build fresh: each encoder random or from its pre-trained checkpoint, as configured."""
+        return cls(config)
+
+    def _check_dna_window(self) -> None:
+        encoder = self.encoders["dna"] if "dna" in self.encoders else None
+        length = self.config.dna_length
+        if (encoder is not None and length is not None
+                and self.config.encoders["dna"].kind in FIXED_WINDOW_KINDS
+                and encoder.max_length > length):
+            raise IsoformerError(
+                f"model: the {self.config.encoders['dna'].kind} DNA encoder reads "
+                f"{encoder.max_length}-bp windows but model.dna_length is {length}"
+            )
+
+    @property
+    def tissues(self) -> list[str]:
+        return list(self.config.tissues)
+
+    @property
+    def device(self) -> torch.device:
+        return self.target_mean.device
+
+    # ---- inputs and outputs ----
+
+    def tokenize(self, records: Sequence[Record]) -> Batch:
+        """Records -> {"inputs": modality -> encoder inputs, "present": modality -> [B] bool}.
+
+        A missing, None or empty sequence marks that modality absent for the record (e.g. the
+        protein of a non-coding transcript); encoders raise on invalid sequences.
+        """
+        inputs, present = {}, {}
+        for modality, encoder in self.encoders.items():
+            sequences = [record.get(SEQUENCE_KEYS[modality]) or "" for record in records]
+            present[modality] = torch.tensor([len(s) > 0 for s in sequences], dtype=torch.bool)
+            inputs[modality] = encoder.tokenize(sequences)
+        return {"inputs": inputs, "present": present}
+
+    def forward(self, batch: Batch, output_attentions: bool = False) -> IsoFormerOutput:
+        embeddings = {m: encoder(batch["inputs"][m]) for m, encoder in self.encoders.items()}
+        aggregated = self.aggregator(embeddings, batch["present"], output_attentions)
+        predictions = self.head(aggregated.fused)  # [B, T]
+        return IsoFormerOutput(predictions=predictions, fused=aggregated.fused,
+                               attentions=aggregated.attentions)
+
+    # ---- target standardisation ----
+
+    def set_target_statistics(self, mean: Any, std: Any) -> None:
+        """Per-tissue mean and std [T] of the training split's log(1 + TPM) targets."""
+        mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float32))
+        std_t = torch.as_tensor(np.asarray(std, dtype=np.float32))
+        expected = (len(self.config.tissues),)
+        if mean_t.shape != expected or std_t.shape != expected:
+            raise IsoformerError(f"target statistics must have shape {expected}, got "
+                                 f"{tuple(mean_t.shape)} and {tuple(std_t.shape)}")
+        if not (torch.isfinite(mean_t).all() and torch.isfinite(std_t).all() and (std_t > 0).all()):
+            raise IsoformerError("target statistics must be finite with std > 0")
+        self.target_mean.copy_(mean_t)
+        self.target_std.copy_(std_t)
+
+    def from_log1p(self, targets: torch.Tensor) -> torch.Tensor:
+        """log(1 + TPM) [B, T] -> the model's training space."""
+        if not self.config.standardize_targets:
+            return targets
+        return (targets - self.target_mean) / self.target_std
+
+    def to_log1p(self, predictions: torch.Tensor) -> torch.Tensor:
+        """The model's training space [B, T] -> log(1 + TPM)."""
+        if not self.config.standardize_targets:
+            return predictions
+        return predictions * self.target_std + self.target_mean
+
+    @torch.no_grad()
+    def predict(self, records: Sequence[Record], batch_size: int = 32,
+                progress: bool = False) -> np.ndarray:
+        """log(1 + TPM) predictions [N, T] (float32), in the order of `records`.
+
+        Records are batched by length (longest RNA + protein first, so padding stays small and
+        memory trouble shows at once), then put back in input order.
+        """
+        if batch_size < 1:
+            raise IsoformerError(f"batch_size must be at least 1 (got {batch_size})")
+
+        def length(index: int) -> int:
+            record = records[index]
+            return sum(len(record.get(SEQUENCE_KEYS[m]) or "") for m in ("rna", "protein"))
+
+        order = sorted(range(len(records)), key=length, reverse=True)
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        results = np.empty((len(records), len(self.config.tissues)), dtype=np.float32)
+        was_training = self.training
+        self.eval()
+        try:
+            for indices in track(batches, description="predicting", disable=not progress):
+                batch = _move(self.tokenize([records[i] for i in indices]), self.device)
+                predictions = self.to_log1p(self(batch).predictions.float())
+                results[indices] = predictions.cpu().numpy()
+        finally:
+            self.train(was_training)
+        return results
+
+    # ---- saving and loading ----
+
+    def portable_config(self) -> ModelConfig:
+        """This model's config with every pre-trained encoder's architecture written out, so
+        `from_pretrained` can rebuild it offline (init stays "pretrained" as provenance)."""
+        config = copy.deepcopy(self.config)
+        for modality, encoder in self.encoders.items():
+            if config.encoders[modality].init == "pretrained":
+                config.encoders[modality].architecture = encoder_architecture(encoder)
+        return config
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write `model.safetensors` (every weight and the target statistics) and `config.json`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_atomic(directory / WEIGHTS_FILE,
+                      lambda tmp: save_model(self, tmp, metadata={"format": "pt"}))
+        description = {
+            "isoformer_version": __version__,
+            "model": config_to_dict(self.portable_config()),
+            "tissues": self.tissues,
+            "target_statistics": {"mean": self.target_mean.tolist(), "std": self.target_std.tolist()},
+        }
+        text = json.dumps(description, indent=2) + "\n"
+        _write_atomic(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        logger.info("saved IsoFormer (%d parameters) to %s",
+                    sum(p.numel() for p in self.parameters()), directory)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> IsoFormer:
+        """Load a `save_pretrained` directory, or a training run directory holding one in `model/`.
+
+        Encoders are built with random weights and then receive the saved ones: no Hub access.
+        """
+        path = Path(path)
+        directory = next((d for d in (path, path / "model") if (d / CONFIG_FILE).is_file()
+                          and (d / WEIGHTS_FILE).is_file()), None)
+        if directory is None:
+            raise IsoformerError(
+                f"{path}: no saved model ({CONFIG_FILE} + {WEIGHTS_FILE}, here or in model/); "
+                "train one with `isoformer train` or write one with save_pretrained"
+            )
+        try:
+            description = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+            saved_config = model_config_from_dict(description["model"])
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise IsoformerError(f"{directory / CONFIG_FILE}: not an IsoFormer config ({error})") from None
+        offline = copy.deepcopy(saved_config)
+        for modality in offline.modalities:
+            offline.encoders[modality] = dataclasses.replace(offline.encoders[modality], init="random")
+        model = cls(offline)
+        model.config = resolve_model_config(saved_config)
+        try:
+            load_model(model, directory / WEIGHTS_FILE, strict=True, device=str(device))
+        except RuntimeError as error:
+            first_line = str(error).strip().splitlines()[0]
+            raise IsoformerError(f"{directory / WEIGHTS_FILE}: weights do not fit the saved config "
+                                 f"({first_line})") from None
+        model.to(device)
+        if description.get("isoformer_version") != __version__:
+            logger.info("%s was saved by isoformer %s (this is %s)", directory,
+                        description.get("isoformer_version"), __version__)
+        return model

@@ -1,0 +1,255 @@
+"""IsoFormer end to end on the tiny encoders: masks, subsets, standardisation, save/load, predict."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from isoformer.constants import DNA_SEQUENCE, MODALITIES, PROTEIN_SEQUENCE, RNA_SEQUENCE
+from isoformer.encoders.esm import build_esm2
+from isoformer.encoders.modeling_nucleotide_transformer import (
+    NucleotideTransformerConfig,
+    NucleotideTransformerForMaskedLM,
+)
+from isoformer.errors import IsoformerError
+from isoformer.model.config import ModelConfig, apply_overrides, load_preset
+from isoformer.model.isoformer import IsoFormer
+
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def random_records(count: int, seed: int = 0, dna_length: int = 120) -> list[dict]:
+    rng = random.Random(seed)
+    records = []
+    for index in range(count):
+        protein = "".join(rng.choice(AMINO_ACIDS) for _ in range(rng.randint(0, 40)))
+        records.append({
+            DNA_SEQUENCE: "".join(rng.choice("ACGT") for _ in range(dna_length)),
+            RNA_SEQUENCE: "".join(rng.choice("ACGU") for _ in range(rng.randint(20, 200))),
+            PROTEIN_SEQUENCE: protein if index % 3 else "",  # every third is non-coding
+            "id": f"t{index}",
+        })
+    return records
+
+
+def tiny_config(*overrides: str) -> ModelConfig:
+    return apply_overrides(load_preset("tiny"), list(overrides)).model
+
+
+def tiny_model(*overrides: str, seed: int = 0) -> IsoFormer:
+    torch.manual_seed(seed)
+    return IsoFormer.from_config(tiny_config(*overrides)).eval()
+
+
+def test_forward_shapes_masks_and_missing_protein():
+    model = tiny_model()
+    records = random_records(4)
+    records[1].pop(PROTEIN_SEQUENCE)  # absent key
+    records[2][PROTEIN_SEQUENCE] = None
+    records[3][PROTEIN_SEQUENCE] = "MKV"
+    batch = model.tokenize(records)
+    assert batch["present"]["protein"].tolist() == [False, False, False, True]
+    assert batch["present"]["rna"].all() and batch["present"]["dna"].all()
+    output = model(batch, output_attentions=True)
+    assert output.predictions.shape == (4, 30)
+    assert torch.isfinite(output.predictions).all()
+    assert list(output.fused) == list(MODALITIES)
+    # Protein queries of rows without protein are all masked (they pool to zero in the head).
+    protein_mask = output.fused["protein"].mask  # [B, <cls> + residues + <eos>]
+    assert not protein_mask[:3].any() and protein_mask[3].tolist() == [False, True, True, True, False]
+    assert output.attentions["rna->protein"][0][:3].abs().max() == 0
+
+
+def test_row_without_protein_predicts_as_a_model_without_protein():
+    """DNA-only queries: a transcript without protein gets exactly the prediction of the same
+    weights with the protein modality switched off."""
+    full = tiny_model("model.aggregation.query_modalities=dna")
+    reduced = IsoFormer.from_config(
+        tiny_config("model.aggregation.query_modalities=dna", "model.modalities=dna,rna")).eval()
+    reduced.load_state_dict(
+        {k: v for k, v in full.state_dict().items() if "protein" not in k}
+    )
+    records = random_records(3)  # record 0 has no protein, records 1-2 have one
+    with torch.no_grad():
+        with_protein = full(full.tokenize(records)).predictions
+        without = reduced(reduced.tokenize(records)).predictions
+    torch.testing.assert_close(with_protein[0], without[0])
+    assert not torch.allclose(with_protein[1], without[1])
+
+
+def test_gradients_finite_with_an_all_empty_protein_batch():
+    model = tiny_model().train()
+    records = random_records(3)
+    for record in records:
+        record[PROTEIN_SEQUENCE] = ""
+    loss = model(model.tokenize(records)).predictions.pow(2).mean()
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("modalities", [
+    ",".join(c) for r in (1, 2, 3) for c in itertools.combinations(MODALITIES, r)
+])
+@pytest.mark.parametrize("kind", ["cross_attention", "linear"])
+def test_every_modality_subset_builds_and_runs(modalities, kind):
+    model = tiny_model(f"model.modalities={modalities}", f"model.aggregation.kind={kind}")
+    assert list(model.encoders) == modalities.split(",")
+    predictions = model.predict(random_records(5), batch_size=2)
+    assert predictions.shape == (5, 30) and np.isfinite(predictions).all()
+
+
+def test_query_dna_only_fuses_dna():
+    model = tiny_model("model.aggregation.query_modalities=dna")
+    output = model(model.tokenize(random_records(2)))
+    assert list(output.fused) == ["dna"]
+    assert model.head.mlp[-1].in_features == 32
+
+
+def test_crop_defaults_per_modality():
+    model = tiny_model()
+    assert {m: e.crop_rule for m, e in model.encoders.items()} == {
+        "dna": "center", "rna": "end", "protein": "start"}
+    # The RNA keeps its 3' end: a long RNA's last bases survive, its first do not.
+    rna = "A" * 6000 + "CCCCCC"
+    ids = model.tokenize([{DNA_SEQUENCE: "ACGT" * 30, RNA_SEQUENCE: rna}])["inputs"]["rna"]
+    last = model.encoders["rna"].tokenizer.encode("CCCCCC")[-1]
+    assert ids["input_ids"][0, -1] == last
+
+
+def test_fixed_window_dna_encoder_takes_the_dna_length():
+    config = tiny_config("model.dna_length=2048")
+    config.encoders["dna"] = dataclasses.replace(
+        config.encoders["dna"], kind="enformer", architecture={"preset": "tiny"})
+    assert IsoFormer.from_config(config).encoders["dna"].max_length == 2048
+    config.encoders["dna"].max_length = 4096
+    with pytest.raises(IsoformerError, match="reads 4096-bp windows but model.dna_length is 2048"):
+        IsoFormer.from_config(config)
+
+
+def test_standardisation_round_trip_and_predict_space():
+    model = tiny_model()
+    mean = np.linspace(0.5, 3.0, 30).astype(np.float32)
+    std = np.linspace(0.2, 2.0, 30).astype(np.float32)
+    model.set_target_statistics(mean, std)
+    targets = torch.randn(4, 30) * 2 + 1
+    torch.testing.assert_close(model.to_log1p(model.from_log1p(targets)), targets)
+    torch.testing.assert_close(model.from_log1p(torch.from_numpy(mean)[None]), torch.zeros(1, 30))
+    records = random_records(3)
+    with torch.no_grad():
+        raw = model(model.tokenize(records)).predictions
+    expected = raw.numpy() * std + mean
+    np.testing.assert_allclose(model.predict(records), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(IsoformerError, match="std > 0"):
+        model.set_target_statistics(mean, np.zeros(30))
+    with pytest.raises(IsoformerError, match="shape"):
+        model.set_target_statistics(mean[:3], std[:3])
+
+    unstandardised = tiny_model("model.standardize_targets=false")
+    unstandardised.set_target_statistics(mean, std)
+    torch.testing.assert_close(unstandardised.to_log1p(targets), targets)
+
+
+def test_predict_restores_input_order_with_length_bucketing():
+    model = tiny_model()
+    records = random_records(9)
+    one_by_one = np.concatenate([model.predict([r], batch_size=1) for r in records])
+    bucketed = model.predict(records, batch_size=4)
+    np.testing.assert_allclose(bucketed, one_by_one, rtol=1e-4, atol=1e-5)
+    # Different transcripts get different predictions, so a wrong order could not pass.
+    assert np.abs(one_by_one[0] - one_by_one[1]).max() > 1e-3
+    assert model.training is False and model.predict([]).shape == (0, 30)
+
+
+def test_save_and_load_gives_identical_predictions(tmp_path):
+    model = tiny_model("model.head.kind=mlp")
+    model.set_target_statistics(np.full(30, 2.0), np.full(30, 0.5))
+    records = random_records(6)
+    expected = model.predict(records, batch_size=3)
+    run = tmp_path / "run"
+    model.save_pretrained(run / "model")
+    for path in (run / "model", run):  # the model directory, or the run holding it
+        reloaded = IsoFormer.from_pretrained(path)
+        np.testing.assert_array_equal(reloaded.predict(records, batch_size=3), expected)
+        assert reloaded.config == model.config
+    with pytest.raises(IsoformerError, match="no saved model"):
+        IsoFormer.from_pretrained(tmp_path / "nothing")
+
+
+def test_pretrained_encoders_reload_offline_from_saved_architecture(tmp_path):
+    """Encoders first loaded from local checkpoints (whose architecture is not in the YAML) come
+    back from save_pretrained with init=random + saved weights, without the checkpoints."""
+    torch.manual_seed(1)
+    nt_dir, esm_dir = tmp_path / "nt", tmp_path / "esm"
+    NucleotideTransformerForMaskedLM(NucleotideTransformerConfig.from_preset(
+        "tiny", num_hidden_layers=3)).save_pretrained(nt_dir)
+    esm_config = load_preset("tiny").model.encoders["protein"]
+    build_esm2(dataclasses.replace(esm_config, architecture={"preset": "tiny", "hidden_size": 40,
+                                                             "num_attention_heads": 4})
+               ).save_pretrained(esm_dir)
+    config = tiny_config("model.modalities=rna,protein")
+    config.encoders["rna"] = dataclasses.replace(config.encoders["rna"], init="pretrained",
+                                                 checkpoint=str(nt_dir), architecture={})
+    config.encoders["protein"] = dataclasses.replace(config.encoders["protein"], init="pretrained",
+                                                     checkpoint=str(esm_dir), architecture={})
+    model = IsoFormer.from_config(config).eval()
+    assert model.encoders["protein"].output_dim == 40
+    records = random_records(4)
+    expected = model.predict(records)
+    model.save_pretrained(tmp_path / "saved")
+    nt_dir.rename(tmp_path / "gone-nt")
+    esm_dir.rename(tmp_path / "gone-esm")
+    reloaded = IsoFormer.from_pretrained(tmp_path / "saved")
+    assert reloaded.config.encoders["rna"].init == "pretrained"  # provenance kept
+    assert reloaded.encoders["rna"].num_layers == 3
+    np.testing.assert_array_equal(reloaded.predict(records), expected)
+
+
+def test_tiny_model_overfits_a_handful_of_transcripts():
+    """Random sequences and targets: only memorisation lowers the loss (by 1,000x here; 10x is
+    the bar, reached in about 10 steps, 1,000x in about 50)."""
+    torch.manual_seed(0)
+    model = IsoFormer.from_config(tiny_config()).train()
+    records = random_records(8, seed=3)
+    targets = torch.randn(8, 30, generator=torch.Generator().manual_seed(0))
+    batch = model.tokenize(records)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(300):
+        loss = F.mse_loss(model(batch).predictions, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if losses[-1] < losses[0] / 1000:
+            break
+    assert losses[-1] < losses[0] / 1000, (losses[0], losses[-1], len(losses))
+
+
+@pytest.mark.parametrize("preset, dna_overrides", [
+    # A 2,048-bp window (16 Enformer bins) keeps the CPU forward pass short; widths are the paper's.
+    ("paper", ["model.encoders.dna.architecture.depth=1", "model.dna_length=2048"]),
+    ("paper-nt", ["model.encoders.dna.architecture.num_hidden_layers=1"]),
+])
+def test_paper_presets_build_at_reduced_depth(preset, dna_overrides):
+    """Same code path as the paper models, random weights, one layer per encoder, widths kept."""
+    overrides = [f"model.encoders.{m}.init=random" for m in MODALITIES] + [
+        "model.encoders.rna.architecture.num_hidden_layers=1",
+        "model.encoders.protein.architecture.num_hidden_layers=1",
+        *dna_overrides,
+    ]
+    config = apply_overrides(load_preset(preset), overrides).model
+    model = IsoFormer.from_config(config).eval()
+    widths = {m: e.output_dim for m, e in model.encoders.items()}
+    assert widths == {"dna": 3072 if preset == "paper" else 768, "rna": 768, "protein": 640}
+    block = model.aggregator.layers[0]["dna_to_rna"].attention
+    assert block.num_heads == 8 and block.kdim == 768
+    records = random_records(2, dna_length=config.dna_length)
+    predictions = model.predict(records)
+    assert predictions.shape == (2, 30) and np.isfinite(predictions).all()
