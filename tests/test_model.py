@@ -38,6 +38,15 @@ def random_records(count: int, seed: int = 0, dna_length: int = 120) -> list[dic
     return records
 
 
+@pytest.fixture
+def single_thread():
+    """Tiny matrices run several times faster on one thread than on contended cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_config(*overrides: str) -> ModelConfig:
     return apply_overrides(load_preset("tiny"), list(overrides)).model
 
@@ -211,7 +220,7 @@ def test_pretrained_encoders_reload_offline_from_saved_architecture(tmp_path):
     np.testing.assert_array_equal(reloaded.predict(records), expected)
 
 
-def test_tiny_model_overfits_a_handful_of_transcripts():
+def test_tiny_model_overfits_a_handful_of_transcripts(single_thread):
     """Random sequences and targets: only memorisation lowers the loss (by 1,000x here; 10x is
     the bar, reached in about 10 steps, 1,000x in about 50)."""
     torch.manual_seed(0)
@@ -237,7 +246,7 @@ def test_tiny_model_overfits_a_handful_of_transcripts():
     ("paper", ["model.encoders.dna.architecture.depth=1", "model.dna_length=2048"]),
     ("paper-nt", ["model.encoders.dna.architecture.num_hidden_layers=1"]),
 ])
-def test_paper_presets_build_at_reduced_depth(preset, dna_overrides):
+def test_paper_presets_build_at_reduced_depth(preset, dna_overrides, single_thread):
     """Same code path as the paper models, random weights, one layer per encoder, widths kept."""
     overrides = [f"model.encoders.{m}.init=random" for m in MODALITIES] + [
         "model.encoders.rna.architecture.num_hidden_layers=1",
