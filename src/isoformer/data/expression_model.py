@@ -10,7 +10,7 @@ term reads one sequence only, through features a sequence model can learn:
 - dna: copies of tissue-specific promoter motifs in the TSS-centred DNA window, in the region
   `promoter_region` (bp relative to the TSS, 5'->3' on the transcript's strand; inside a 1,024 bp
   window, outside the RNA). Each copy adds its motif's tissue profile. Motifs are periodic
-  (period 2-3, 18 bp), so every reading frame of non-overlapping 6-mers shows them.
+  (period 2-3, 24 bp), so every reading frame of non-overlapping 6-mers shows them.
 - rna: copies of an AU-rich destabilising element (down, more so in immune tissues) and of a
   stabilising AC repeat (up) anywhere in the spliced RNA; they sit in 3'UTRs and retained
   introns, so isoforms of one gene differ by their last exon and intron retention.
@@ -47,13 +47,13 @@ def tissue_profile(weights: Mapping[str, float], elsewhere: float) -> tuple[floa
 
 def _default_promoter_motifs() -> dict[str, str]:
     return {
-        "cpg": "CG" * 9,
-        "tata": "TA" * 9,
-        "cag": "CAG" * 6,
-        "ga": "GA" * 9,
-        "tcc": "TCC" * 6,
-        "aac": "AAC" * 6,
-        "ggt": "GGT" * 6,
+        "cpg": "CG" * 12,
+        "tata": "TA" * 12,
+        "cag": "CAG" * 8,
+        "ga": "GA" * 12,
+        "tcc": "TCC" * 8,
+        "aac": "AAC" * 8,
+        "ggt": "GGT" * 8,
     }
 
 
@@ -77,7 +77,7 @@ def _default_promoter_weights() -> dict[str, tuple[float, ...]]:
 
 
 def _default_rna_motifs() -> dict[str, str]:
-    return {"are": "TTTA" * 5, "ac": "AC" * 9}
+    return {"are": "TTTA" * 6, "ac": "AC" * 12}
 
 
 def _default_rna_weights() -> dict[str, tuple[float, ...]]:
