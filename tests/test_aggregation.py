@@ -1,4 +1,4 @@
-"""Cross-attention and concatenation aggregation on plain tensors: shapes, masks, missing modalities."""
+"""Cross-attention and concatenation on plain tensors: shapes, masks, missing modalities."""
 
 import pytest
 import torch

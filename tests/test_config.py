@@ -1,4 +1,4 @@
-"""Run configs: presets load, typed overrides, errors on unknown names and bad values, round trips."""
+"""Run configs: presets load, typed overrides, errors on unknown bad values, round trip."""
 
 import pytest
 

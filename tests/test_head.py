@@ -30,7 +30,8 @@ def test_head_concatenates_in_modality_order_with_dna_window():
     set_identity(head)
     dna = EncoderOutput(hidden=torch.tensor([[[10.0], [1.0], [3.0], [50.0]]]),
                         mask=torch.ones(1, 4, dtype=torch.bool))
-    protein = EncoderOutput(hidden=torch.tensor([[[4.0], [6.0]]]), mask=torch.ones(1, 2, dtype=torch.bool))
+    protein = EncoderOutput(hidden=torch.tensor([[[4.0], [6.0]]]),
+                            mask=torch.ones(1, 2, dtype=torch.bool))
     out = head({"dna": dna, "protein": protein})
     torch.testing.assert_close(out, torch.tensor([[2.0, 5.0]]))  # mean(1, 3), mean(4, 6)
 

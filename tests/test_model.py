@@ -1,4 +1,4 @@
-"""IsoFormer end to end on the tiny encoders: masks, subsets, standardisation, save/load, predict."""
+"""IsoFormer on the tiny encoders: masks, subsets, standardisation, save/load, predict."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ def test_forward_shapes_masks_and_missing_protein():
     assert list(output.fused) == list(MODALITIES)
     # Protein queries of rows without protein are all masked (they pool to zero in the head).
     protein_mask = output.fused["protein"].mask  # [B, <cls> + residues + <eos>]
-    assert not protein_mask[:3].any() and protein_mask[3].tolist() == [False, True, True, True, False]
+    assert not protein_mask[:3].any()
+    assert protein_mask[3].tolist() == [False, True, True, True, False]
     assert output.attentions["rna->protein"][0][:3].abs().max() == 0
 
 

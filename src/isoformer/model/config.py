@@ -52,7 +52,7 @@ class AggregationConfig:
 
 @dataclass
 class HeadConfig:
-    """Mean-pool each fused modality over its valid tokens, concatenate, map to one value per tissue."""
+    """Mean-pool each fused modality over its valid tokens, concatenate, one value per tissue."""
 
     kind: Literal["linear", "mlp"] = "linear"
     hidden_dim: int = 256  # mlp only
@@ -158,7 +158,7 @@ def _type_name(hint: Any) -> str:
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """`value` (a YAML value or a command-line string) as type `hint`, or an error naming `where`."""
+    """`value` (a YAML value or a command-line string) as type `hint`; errors name `where`."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if hint is Any:
@@ -169,7 +169,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return value
     if origin in (typing.Union, types.UnionType):
         optional = type(None) in args
-        if optional and (value is None or (isinstance(value, str) and value.lower() in _NONE_WORDS)):
+        is_none_word = isinstance(value, str) and value.lower() in _NONE_WORDS
+        if optional and (value is None or is_none_word):
             return None
         errors = []
         for arm in (a for a in args if a is not type(None)):
@@ -181,13 +182,16 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
     if origin in (list, tuple):
-        items = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
+        items = value
+        if isinstance(value, str):
+            items = [s.strip() for s in value.split(",") if s.strip()]
         if not isinstance(items, (list, tuple)):
             raise IsoformerError(f"{where}: expected a list, got {value!r}")
         if origin is tuple:
             if len(items) != len(args):
                 raise IsoformerError(f"{where}: expected {len(args)} values, got {value!r}")
-            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(items, args)))
+            return tuple(_coerce(v, a, f"{where}[{i}]")
+                         for i, (v, a) in enumerate(zip(items, args)))
         return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(items)]
     if origin is dict:
         if isinstance(value, str):
@@ -222,7 +226,7 @@ def _field_hints(cls: type) -> dict[str, Any]:
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
-    """Dataclass `cls` from a mapping, every field converted by its type; unknown keys are errors."""
+    """Dataclass `cls` from a mapping, each field converted by its type; unknown keys are errors."""
     if isinstance(data, cls):
         data = _to_plain(data)
     if not isinstance(data, dict):

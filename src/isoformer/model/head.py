@@ -1,4 +1,4 @@
-"""Prediction head: mean-pool each fused modality over its valid tokens, concatenate, map to tissues."""
+"""Prediction head: mean-pool each fused modality over valid tokens, concatenate, map to tissues."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from isoformer.model.config import HeadConfig
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """hidden [B, L, D], mask [B, L] -> mean over valid tokens [B, D]; a row with none gives zeros."""
+    """hidden [B, L, D], mask [B, L] -> mean of valid tokens [B, D]; a row with none gives zeros."""
     weights = mask.to(hidden.dtype).unsqueeze(-1)  # [B, L, 1]
     count = weights.sum(dim=1).clamp(min=1.0)  # [B, 1]
     return (hidden * weights).sum(dim=1) / count

@@ -116,7 +116,9 @@ class IsoFormer(nn.Module):
         super().__init__()
         config = resolve_model_config(config)
         self.config = config
-        self.encoders = nn.ModuleDict({m: build_encoder(config.encoders[m]) for m in config.modalities})
+        self.encoders = nn.ModuleDict(
+            {m: build_encoder(config.encoders[m]) for m in config.modalities}
+        )
         self._check_dna_window()
         self.aggregator = build_aggregator(
             config.aggregation, {m: encoder.output_dim for m, encoder in self.encoders.items()}
@@ -249,10 +251,12 @@ class IsoFormer(nn.Module):
             "isoformer_version": __version__,
             "model": config_to_dict(self.portable_config()),
             "tissues": self.tissues,
-            "target_statistics": {"mean": self.target_mean.tolist(), "std": self.target_std.tolist()},
+            "target_statistics": {"mean": self.target_mean.tolist(),
+                                  "std": self.target_std.tolist()},
         }
         text = json.dumps(description, indent=2) + "\n"
-        _write_atomic(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        _write_atomic(directory / CONFIG_FILE,
+                      lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         logger.info("saved IsoFormer (%d parameters) to %s",
                     sum(p.numel() for p in self.parameters()), directory)
         return directory
@@ -275,10 +279,14 @@ class IsoFormer(nn.Module):
             description = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
             saved_config = model_config_from_dict(description["model"])
         except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise IsoformerError(f"{directory / CONFIG_FILE}: not an IsoFormer config ({error})") from None
+            raise IsoformerError(
+                f"{directory / CONFIG_FILE}: not an IsoFormer config ({error})"
+            ) from None
         offline = copy.deepcopy(saved_config)
         for modality in offline.modalities:
-            offline.encoders[modality] = dataclasses.replace(offline.encoders[modality], init="random")
+            offline.encoders[modality] = dataclasses.replace(
+                offline.encoders[modality], init="random"
+            )
         model = cls(offline)
         model.config = resolve_model_config(saved_config)
         try:

@@ -1,4 +1,4 @@
-"""The one fusion interface: per-modality token embeddings in, fused query-modality embeddings out."""
+"""The one fusion interface: token embeddings per modality in, fused query embeddings out."""
 
 from __future__ import annotations
 
@@ -53,4 +53,4 @@ class Aggregator(nn.Module, ABC):
     @abstractmethod
     def forward(self, embeddings: dict[str, EncoderOutput], present: dict[str, torch.Tensor],
                 output_attentions: bool = False) -> AggregationOutput:
-        """embeddings: modality -> hidden [B, L_m, D_m] + mask [B, L_m]; present: modality -> [B] bool."""
+        """embeddings: modality -> hidden [B, L_m, D_m] + mask [B, L_m]; present: -> [B] bool."""

@@ -38,7 +38,7 @@ class CrossAttentionBlock(nn.Module):
     def forward(self, query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor,
                 has_keys: torch.Tensor, need_weights: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """query [B, L_q, D_q], key [B, L_k, D_k], key_mask [B, L_k], has_keys [B] -> [B, L_q, D_q]."""
+        """query [B, L_q, D_q], key [B, L_k, D_k], key_mask [B, L_k], has_keys [B] -> like query."""
         padding = ~key_mask  # [B, L_k], True = ignore
         padding[:, 0] &= has_keys  # rows without keys see key 0 only; their update is dropped below
         attended, weights = self.attention(query, key, key, key_padding_mask=padding,
