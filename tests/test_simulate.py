@@ -234,3 +234,13 @@ def test_cli_simulates_and_refuses_a_non_empty_output(tmp_path, capsys):
     assert json.loads((out / "truth.json").read_text())["n_genes"] == 3
     assert main(["simulate", "--out", str(out), "--n-genes", "3"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_build_reads_the_study_and_oracle_matches_on_the_dataset(study, truth, tmp_path):
+    dataset = tmp_path / "dataset"
+    assert main(["build", "--fasta", str(study / "genome.fa"), "--gtf", str(study / "annotation.gtf"),
+                 "--tpm", str(study / "transcript_tpm.gct.gz"), "--samples",
+                 str(study / "sample_attributes.txt"), "--out", str(dataset)]) == 0
+    metrics = oracle_metrics(study / "truth.json", dataset, split=None)
+    assert metrics["n_transcripts"] == len(truth["transcripts"])
+    assert metrics["r2"] == pytest.approx(truth["oracle"]["r2"], abs=1e-6)
