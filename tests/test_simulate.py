@@ -29,7 +29,13 @@ from isoformer.data.simulate import oracle_metrics, read_truth, simulate_study
 from isoformer.errors import IsoformerError
 
 N_GENES = 16
-FILES = ("genome.fa", "annotation.gtf", "transcript_tpm.gct.gz", "sample_attributes.txt", "truth.json")
+FILES = (
+    "genome.fa",
+    "annotation.gtf",
+    "transcript_tpm.gct.gz",
+    "sample_attributes.txt",
+    "truth.json",
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +74,9 @@ def test_same_seed_same_files_other_seed_differs(tmp_path):
     for file in FILES:
         same = (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
         assert same, file
-    assert (tmp_path / "a" / "genome.fa").read_bytes() != (tmp_path / "c" / "genome.fa").read_bytes()
+    assert (tmp_path / "a" / "genome.fa").read_bytes() != (
+        tmp_path / "c" / "genome.fa"
+    ).read_bytes()
 
 
 def test_writes_exactly_the_documented_files(study):
@@ -85,7 +93,10 @@ def test_gct_and_sample_attributes_match_gtex_layout(study, truth):
     samples = pl.read_csv(study / "sample_attributes.txt", separator="\t")
     assert {"SAMPID", "SMTS", "SMTSD"} <= set(samples.columns)
     assert samples["SAMPID"].n_unique() == len(samples)
-    assert all(re.fullmatch(r"GTEX-[0-9A-Z]{4,5}-\d{4}(-R\d+a)?-SM-[0-9A-Z]{5}", s) for s in samples["SAMPID"])
+    assert all(
+        re.fullmatch(r"GTEX-[0-9A-Z]{4,5}-\d{4}(-R\d+a)?-SM-[0-9A-Z]{5}", s)
+        for s in samples["SAMPID"]
+    )
     with_data = samples.filter(pl.col("SAMPID").is_in(sample_ids))
     assert with_data["SAMPID"].to_list() == sample_ids  # every GCT sample is annotated, same order
     per_tissue = Counter(with_data["SMTS"])
@@ -95,22 +106,39 @@ def test_gct_and_sample_attributes_match_gtex_layout(study, truth):
 
 
 def test_gtf_follows_gencode_conventions(study, gtf, truth):
-    rows = [line.split("\t") for line in (study / "annotation.gtf").read_text().splitlines()
-            if not line.startswith("#")]
+    rows = [
+        line.split("\t")
+        for line in (study / "annotation.gtf").read_text().splitlines()
+        if not line.startswith("#")
+    ]
     assert all(len(row) == 9 for row in rows)
     features = Counter(row[2] for row in rows)
-    assert set(features) == {"gene", "transcript", "exon", "CDS", "UTR", "start_codon", "stop_codon"}
+    assert set(features) == {
+        "gene",
+        "transcript",
+        "exon",
+        "CDS",
+        "UTR",
+        "start_codon",
+        "stop_codon",
+    }
     assert {row[6] for row in rows} == {"+", "-"}
     assert all(re.fullmatch(r"ENST\d{11}\.\d+", t) for t in gtf)
     assert all(re.fullmatch(r"ENSG\d{11}\.\d+", t.gene_id) and t.gene_name for t in gtf.values())
-    assert {t.transcript_type for t in gtf.values()} == {"protein_coding", "lncRNA", "retained_intron"}
+    assert {t.transcript_type for t in gtf.values()} == {
+        "protein_coding",
+        "lncRNA",
+        "retained_intron",
+    }
     assert set(gtf) == set(truth["transcripts"])
 
     genes: dict[str, list] = {}
     for t in gtf.values():
         genes.setdefault(t.gene_id, []).append(t)
     assert all(len(isoforms) >= 2 for isoforms in genes.values())
-    assert any(len({t.tss for t in isoforms}) > 1 for isoforms in genes.values())  # alternative TSSs
+    assert any(
+        len({t.tss for t in isoforms}) > 1 for isoforms in genes.values()
+    )  # alternative TSSs
     assert all(len(t.exons) >= 3 for t in gtf.values() if t.transcript_type == "protein_coding")
 
 
@@ -142,7 +170,9 @@ def test_truth_reproduces_from_the_sequences_and_rules(study, gtf, truth):
         for name in ("dna", "rna", "protein"):
             np.testing.assert_allclose(components[name], record["components"][name])
         np.testing.assert_allclose(log_tpm(components, rules), record["log_tpm"])
-        np.testing.assert_allclose(noise_free_expression(np.array(record["log_tpm"])), record["expression"])
+        np.testing.assert_allclose(
+            noise_free_expression(np.array(record["log_tpm"])), record["expression"]
+        )
         # DNA and RNA features never share bases: the promoter lies upstream of the transcript.
         assert not any(m in sequences.rna for m in rules.promoter_motifs.values())
     planted = Counter()
@@ -179,12 +209,14 @@ def test_each_modality_moves_expression_in_the_documented_direction():
     base = expression(background, rna, protein)
     promoter_start = 512 + rules.promoter_region[0]
     cag = rules.promoter_motifs["cag"]
-    with_cag = background[:promoter_start + 50] + cag + background[promoter_start + 50 + len(cag):]
+    with_cag = (
+        background[: promoter_start + 50] + cag + background[promoter_start + 50 + len(cag) :]
+    )
     assert promoter_sequence(with_cag, rules).count(cag) == 1
     delta = expression(with_cag, rna, protein) - base
     assert delta[brain] > 1.0 and delta[liver] < 0 and np.argmax(delta) == brain
     # A motif downstream of the TSS is in the transcript, not the promoter: no DNA effect.
-    downstream = background[:600] + cag + background[600 + len(cag):]
+    downstream = background[:600] + cag + background[600 + len(cag) :]
     np.testing.assert_allclose(expression(downstream, rna, protein), base)
 
     are = rules.rna_motifs["are"]
@@ -213,15 +245,19 @@ def test_oracle_metrics_against_targets_built_from_the_gct(study, truth):
     tissue_of = dict(zip(samples["SAMPID"], samples["SMTS"]))
     tissue = np.array([tissue_of[s] for s in sample_ids])
     targets = {t: np.log1p(tpm[:, tissue == t].mean(axis=1)) for t in TISSUES}
-    table = pl.DataFrame({"transcript_id": transcript_ids, "split": ["test"] * len(transcript_ids),
-                          **targets})
+    table = pl.DataFrame(
+        {"transcript_id": transcript_ids, "split": ["test"] * len(transcript_ids), **targets}
+    )
     metrics = oracle_metrics(study / "truth.json", table)
     assert metrics["n_transcripts"] == len(transcript_ids)
     assert metrics["r2"] == pytest.approx(truth["oracle"]["r2"])
 
     exact = table.with_columns(
-        [pl.Series(t, [truth["transcripts"][i]["expression"][k] for i in transcript_ids])
-         for k, t in enumerate(TISSUES)])
+        [
+            pl.Series(t, [truth["transcripts"][i]["expression"][k] for i in transcript_ids])
+            for k, t in enumerate(TISSUES)
+        ]
+    )
     assert oracle_metrics(study / "truth.json", exact)["r2"] == pytest.approx(1.0)
     unknown = table.with_columns(pl.lit("ENST99999999999.1").alias("transcript_id"))
     with pytest.raises(IsoformerError, match="not in"):
@@ -238,9 +274,24 @@ def test_cli_simulates_and_refuses_a_non_empty_output(tmp_path, capsys):
 
 def test_build_reads_the_study_and_oracle_matches_on_the_dataset(study, truth, tmp_path):
     dataset = tmp_path / "dataset"
-    assert main(["build", "--fasta", str(study / "genome.fa"), "--gtf", str(study / "annotation.gtf"),
-                 "--tpm", str(study / "transcript_tpm.gct.gz"), "--samples",
-                 str(study / "sample_attributes.txt"), "--out", str(dataset)]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--fasta",
+                str(study / "genome.fa"),
+                "--gtf",
+                str(study / "annotation.gtf"),
+                "--tpm",
+                str(study / "transcript_tpm.gct.gz"),
+                "--samples",
+                str(study / "sample_attributes.txt"),
+                "--out",
+                str(dataset),
+            ]
+        )
+        == 0
+    )
     metrics = oracle_metrics(study / "truth.json", dataset, split=None)
     assert metrics["n_transcripts"] == len(truth["transcripts"])
     assert metrics["r2"] == pytest.approx(truth["oracle"]["r2"], abs=1e-6)

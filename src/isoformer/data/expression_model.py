@@ -60,19 +60,55 @@ def _default_promoter_motifs() -> dict[str, str]:
 def _default_promoter_weights() -> dict[str, tuple[float, ...]]:
     return {
         "cpg": tissue_profile({}, elsewhere=0.7),  # housekeeping: up everywhere
-        "tata": tissue_profile({"Liver": 1.6, "Kidney": 1.3, "Small Intestine": 1.0, "Colon": 0.8,
-                                "Stomach": 0.8, "Pancreas": 0.8, "Adrenal Gland": 0.5}, -0.3),
-        "cag": tissue_profile({"Brain": 1.8, "Pituitary": 1.3, "Nerve": 1.0,
-                               "Adrenal Gland": 0.4}, -0.3),
-        "ga": tissue_profile({"Testis": 2.0, "Ovary": 0.8, "Fallopian Tube": 0.6,
-                              "Uterus": 0.4}, -0.3),
-        "tcc": tissue_profile({"Muscle": 1.7, "Heart": 1.5, "Blood Vessel": 0.8, "Esophagus": 0.6,
-                               "Bladder": 0.6, "Uterus": 0.5, "Colon": 0.4, "Stomach": 0.4}, -0.3),
-        "aac": tissue_profile({"Blood": 1.7, "Spleen": 1.5, "Lung": 0.7,
-                               "Small Intestine": 0.4}, -0.3),
-        "ggt": tissue_profile({"Skin": 1.4, "Esophagus": 1.2, "Vagina": 1.2, "Cervix Uteri": 1.0,
-                               "Salivary Gland": 0.7, "Breast": 0.7, "Prostate": 0.7,
-                               "Thyroid": 0.7, "Bladder": 0.5, "Adipose Tissue": 0.5}, -0.3),
+        "tata": tissue_profile(
+            {
+                "Liver": 1.6,
+                "Kidney": 1.3,
+                "Small Intestine": 1.0,
+                "Colon": 0.8,
+                "Stomach": 0.8,
+                "Pancreas": 0.8,
+                "Adrenal Gland": 0.5,
+            },
+            -0.3,
+        ),
+        "cag": tissue_profile(
+            {"Brain": 1.8, "Pituitary": 1.3, "Nerve": 1.0, "Adrenal Gland": 0.4}, -0.3
+        ),
+        "ga": tissue_profile(
+            {"Testis": 2.0, "Ovary": 0.8, "Fallopian Tube": 0.6, "Uterus": 0.4}, -0.3
+        ),
+        "tcc": tissue_profile(
+            {
+                "Muscle": 1.7,
+                "Heart": 1.5,
+                "Blood Vessel": 0.8,
+                "Esophagus": 0.6,
+                "Bladder": 0.6,
+                "Uterus": 0.5,
+                "Colon": 0.4,
+                "Stomach": 0.4,
+            },
+            -0.3,
+        ),
+        "aac": tissue_profile(
+            {"Blood": 1.7, "Spleen": 1.5, "Lung": 0.7, "Small Intestine": 0.4}, -0.3
+        ),
+        "ggt": tissue_profile(
+            {
+                "Skin": 1.4,
+                "Esophagus": 1.2,
+                "Vagina": 1.2,
+                "Cervix Uteri": 1.0,
+                "Salivary Gland": 0.7,
+                "Breast": 0.7,
+                "Prostate": 0.7,
+                "Thyroid": 0.7,
+                "Bladder": 0.5,
+                "Adipose Tissue": 0.5,
+            },
+            -0.3,
+        ),
     }
 
 
@@ -89,8 +125,9 @@ def _default_rna_weights() -> dict[str, tuple[float, ...]]:
 
 def _default_protein_weights() -> tuple[float, ...]:
     # Per unit of net charge per residue (which spans about -0.2..0.2).
-    return tissue_profile({"Pancreas": 9.5, "Liver": 8.5, "Salivary Gland": 8.5,
-                           "Stomach": 8.0}, elsewhere=6.0)
+    return tissue_profile(
+        {"Pancreas": 9.5, "Liver": 8.5, "Salivary Gland": 8.5, "Stomach": 8.0}, elsewhere=6.0
+    )
 
 
 @dataclass(frozen=True)
@@ -101,7 +138,9 @@ class ExpressionRules:
     intercept: float = 2.2
     promoter_region: tuple[int, int] = (-300, -20)  # [start, end) bp relative to the TSS
     promoter_motifs: dict[str, str] = field(default_factory=_default_promoter_motifs)
-    promoter_weights: dict[str, tuple[float, ...]] = field(default_factory=_default_promoter_weights)
+    promoter_weights: dict[str, tuple[float, ...]] = field(
+        default_factory=_default_promoter_weights
+    )
     rna_motifs: dict[str, str] = field(default_factory=_default_rna_motifs)
     rna_weights: dict[str, tuple[float, ...]] = field(default_factory=_default_rna_weights)
     protein_weights: tuple[float, ...] = field(default_factory=_default_protein_weights)
@@ -115,14 +154,16 @@ class ExpressionRules:
     @classmethod
     def from_json(cls, data: Mapping) -> ExpressionRules:
         return cls(
-            tissues=tuple(data["tissues"]), intercept=data["intercept"],
+            tissues=tuple(data["tissues"]),
+            intercept=data["intercept"],
             promoter_region=tuple(data["promoter_region"]),
             promoter_motifs=dict(data["promoter_motifs"]),
             promoter_weights={k: tuple(v) for k, v in data["promoter_weights"].items()},
             rna_motifs=dict(data["rna_motifs"]),
             rna_weights={k: tuple(v) for k, v in data["rna_weights"].items()},
             protein_weights=tuple(data["protein_weights"]),
-            noncoding_offset=data["noncoding_offset"], gene_baseline_sd=data["gene_baseline_sd"],
+            noncoding_offset=data["noncoding_offset"],
+            gene_baseline_sd=data["gene_baseline_sd"],
             sample_log_sd=data["sample_log_sd"],
         )
 
@@ -142,7 +183,7 @@ def promoter_sequence(dna_window: str, rules: ExpressionRules) -> str:
     start, end = rules.promoter_region
     if center + start < 0:
         raise ValueError(f"a {len(dna_window)} bp window does not reach {start} bp before the TSS")
-    return dna_window[center + start:center + end].upper()
+    return dna_window[center + start : center + end].upper()
 
 
 def net_charge(protein: str) -> float | None:
@@ -153,20 +194,24 @@ def net_charge(protein: str) -> float | None:
     return (positive - negative) / len(protein)
 
 
-def sequence_features(dna_window: str, rna: str, protein: str,
-                      rules: ExpressionRules) -> SequenceFeatures:
+def sequence_features(
+    dna_window: str, rna: str, protein: str, rules: ExpressionRules
+) -> SequenceFeatures:
     """Features of one transcript: motif copies are non-overlapping exact matches (str.count)."""
     promoter = promoter_sequence(dna_window, rules)
     rna = rna.upper()
     return SequenceFeatures(
-        promoter_motifs={name: promoter.count(motif) for name, motif in rules.promoter_motifs.items()},
+        promoter_motifs={
+            name: promoter.count(motif) for name, motif in rules.promoter_motifs.items()
+        },
         rna_motifs={name: rna.count(motif) for name, motif in rules.rna_motifs.items()},
         net_charge=net_charge(protein),
     )
 
 
-def expression_components(features: SequenceFeatures, gene_baseline: float,
-                          rules: ExpressionRules) -> dict[str, np.ndarray]:
+def expression_components(
+    features: SequenceFeatures, gene_baseline: float, rules: ExpressionRules
+) -> dict[str, np.ndarray]:
     """Each term of log_tpm (module docstring), as arrays [n_tissues]; gene_baseline broadcast."""
     n = len(rules.tissues)
     dna = np.zeros(n)
@@ -199,6 +244,8 @@ def variance_shares(components: Mapping[str, np.ndarray]) -> dict[str, float]:
     (the terms are drawn independently, so their covariances are near zero), matching how the
     metrics score per tissue across transcripts.
     """
-    variances = {name: float(np.mean(np.var(values, axis=0))) for name, values in components.items()}
+    variances = {
+        name: float(np.mean(np.var(values, axis=0))) for name, values in components.items()
+    }
     total = sum(variances.values())
     return {name: variance / total for name, variance in variances.items()}

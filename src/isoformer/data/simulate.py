@@ -16,7 +16,7 @@ truth.json:
     variance_shares       each term's share of the variance across transcripts (per tissue,
                           averaged): gene_baseline, dna, rna, protein
     oracle                {"r2", "spearman", "pearson"} of the noise-free expression against the
-                          observed targets (log1p of the tissue-mean TPM of the GCT), all transcripts
+                          observed targets (log1p of the tissue-mean GCT TPM), all transcripts
     near_edge_genes       gene ids whose TSS window runs past a chromosome end
     transcripts           transcript_id -> {gene_id, transcript_type, features (promoter_motifs,
                           rna_motifs, net_charge), gene_baseline, protein, components
@@ -74,8 +74,11 @@ DETAILED_TISSUES: dict[str, tuple[str, ...]] = {
     "Muscle": ("Muscle - Skeletal",),
     "Nerve": ("Nerve - Tibial",),
     "Salivary Gland": ("Minor Salivary Gland",),
-    "Skin": ("Skin - Not Sun Exposed (Suprapubic)", "Skin - Sun Exposed (Lower leg)",
-             "Cells - Cultured fibroblasts"),
+    "Skin": (
+        "Skin - Not Sun Exposed (Suprapubic)",
+        "Skin - Sun Exposed (Lower leg)",
+        "Cells - Cultured fibroblasts",
+    ),
     "Small Intestine": ("Small Intestine - Terminal Ileum",),
     "Bone Marrow": ("Cells - Leukemia cell line (CML)",),
 }
@@ -117,18 +120,22 @@ def _samples(rng: np.random.Generator, tissues: tuple[str, ...]) -> pl.DataFrame
         smtsd.append(details[counters.get(tissue, 0) % len(details)])
         counters[tissue] = counters.get(tissue, 0) + 1
     n = len(all_smts)
-    return pl.DataFrame({
-        "SAMPID": _sample_ids(rng, all_smts),
-        "SMATSSCR": rng.integers(0, 3, n).astype(str),
-        "SMCENTER": rng.choice(["B1", "C1", "D1"], n),
-        "SMRIN": np.round(rng.uniform(6, 9.5, n), 1).astype(str),
-        "SMTS": all_smts,
-        "SMTSD": smtsd,
-        "SMAFRZE": ["RNASEQ"] * len(smts) + ["EXCLUDE"] * len(excluded),
-    })
+    return pl.DataFrame(
+        {
+            "SAMPID": _sample_ids(rng, all_smts),
+            "SMATSSCR": rng.integers(0, 3, n).astype(str),
+            "SMCENTER": rng.choice(["B1", "C1", "D1"], n),
+            "SMRIN": np.round(rng.uniform(6, 9.5, n), 1).astype(str),
+            "SMTS": all_smts,
+            "SMTSD": smtsd,
+            "SMAFRZE": ["RNASEQ"] * len(smts) + ["EXCLUDE"] * len(excluded),
+        }
+    )
 
 
-def _write_gct(path: Path, ids: list[tuple[str, str]], sample_ids: list[str], tpm: np.ndarray) -> None:
+def _write_gct(
+    path: Path, ids: list[tuple[str, str]], sample_ids: list[str], tpm: np.ndarray
+) -> None:
     """GCT 1.2; tpm: [transcripts, samples]."""
     with gzip.open(path, "wt", encoding="ascii", compresslevel=6) as out:
         out.write(f"#1.2\n{len(ids)}\t{len(sample_ids)}\n")
@@ -137,27 +144,34 @@ def _write_gct(path: Path, ids: list[tuple[str, str]], sample_ids: list[str], tp
             out.write("\t".join([transcript_id, gene_id, *(f"{v:.2f}" for v in values)]) + "\n")
 
 
-def _tissue_means(tpm: np.ndarray, sample_tissues: list[str], tissues: tuple[str, ...]) -> np.ndarray:
+def _tissue_means(
+    tpm: np.ndarray, sample_tissues: list[str], tissues: tuple[str, ...]
+) -> np.ndarray:
     """log1p of the per-tissue mean TPM [transcripts, tissues], as `build` computes targets."""
     tissue_of = np.array(sample_tissues)
     return np.stack([np.log1p(tpm[:, tissue_of == t].mean(axis=1)) for t in tissues], axis=1)
 
 
-def _score(predicted: np.ndarray, observed: np.ndarray, tissues: tuple[str, ...]) -> dict[str, float]:
+def _score(
+    predicted: np.ndarray, observed: np.ndarray, tissues: tuple[str, ...]
+) -> dict[str, float]:
     from isoformer.training.metrics import mean_over_tissues, per_tissue_metrics
 
     return mean_over_tissues(per_tissue_metrics(predicted, observed, tissues))
 
 
-def simulate_study(out: Path, n_genes: int | None = None, seed: int = 0,
-                   rules: ExpressionRules | None = None) -> SimulationSummary:
+def simulate_study(
+    out: Path, n_genes: int | None = None, seed: int = 0, rules: ExpressionRules | None = None
+) -> SimulationSummary:
     """Write a simulated study to `out` (must not exist or be empty); deterministic for a seed."""
     out = Path(out)
     n_genes = DEMO_N_GENES if n_genes is None else n_genes
     if n_genes < 2:
         raise IsoformerError(f"--n-genes must be at least 2, got {n_genes}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise IsoformerError(f"{out} already exists and is not an empty directory; choose another --out")
+        raise IsoformerError(
+            f"{out} already exists and is not an empty directory; choose another --out"
+        )
     rules = rules or ExpressionRules()
     rng = np.random.default_rng(seed)
 
@@ -174,17 +188,30 @@ def simulate_study(out: Path, n_genes: int | None = None, seed: int = 0,
             components = expression_components(features, float(baseline), rules)
             expected = log_tpm(components, rules)
             truth[transcript_id] = {
-                "gene_id": g.gene_id, "transcript_type": transcript.transcript_type,
-                "features": {"promoter_motifs": features.promoter_motifs,
-                             "rna_motifs": features.rna_motifs, "net_charge": features.net_charge},
-                "gene_baseline": float(baseline), "protein": transcript.protein,
+                "gene_id": g.gene_id,
+                "transcript_type": transcript.transcript_type,
+                "features": {
+                    "promoter_motifs": features.promoter_motifs,
+                    "rna_motifs": features.rna_motifs,
+                    "net_charge": features.net_charge,
+                },
+                "gene_baseline": float(baseline),
+                "protein": transcript.protein,
                 "components": {name: components[name].tolist() for name in COMPONENTS[1:]},
                 "log_tpm": expected.tolist(),
                 "expression": noise_free_expression(expected).tolist(),
             }
-    stacked = {name: np.array([t["components"][name] if name != "gene_baseline"
-                               else [t["gene_baseline"]] * len(rules.tissues) for t in truth.values()])
-               for name in COMPONENTS}
+    stacked = {
+        name: np.array(
+            [
+                t["components"][name]
+                if name != "gene_baseline"
+                else [t["gene_baseline"]] * len(rules.tissues)
+                for t in truth.values()
+            ]
+        )
+        for name in COMPONENTS
+    }
     shares = variance_shares(stacked)
 
     samples = _samples(rng, rules.tissues)
@@ -192,8 +219,10 @@ def simulate_study(out: Path, n_genes: int | None = None, seed: int = 0,
     tissue_index = {t: i for i, t in enumerate(rules.tissues)}
     log_expected = np.array([t["log_tpm"] for t in truth.values()])  # [transcripts, tissues]
     # The other tissue's samples follow the mean profile; `build` ignores them.
-    columns = [log_expected[:, tissue_index[t]] if t in tissue_index else log_expected.mean(axis=1)
-               for t in with_data["SMTS"]]
+    columns = [
+        log_expected[:, tissue_index[t]] if t in tissue_index else log_expected.mean(axis=1)
+        for t in with_data["SMTS"]
+    ]
     sd = rules.sample_log_sd
     noise = rng.normal(0.0, sd, (len(truth), len(columns))) - sd**2 / 2
     tpm = np.round(np.exp(np.stack(columns, axis=1) + noise), 2)
@@ -206,16 +235,27 @@ def simulate_study(out: Path, n_genes: int | None = None, seed: int = 0,
     try:
         write_fasta(tmp / "genome.fa", chromosomes)
         write_gtf(tmp / "annotation.gtf", placed, rng)
-        _write_gct(tmp / "transcript_tpm.gct.gz", [(k, v["gene_id"]) for k, v in truth.items()],
-                   with_data["SAMPID"].to_list(), tpm)
+        _write_gct(
+            tmp / "transcript_tpm.gct.gz",
+            [(k, v["gene_id"]) for k, v in truth.items()],
+            with_data["SAMPID"].to_list(),
+            tpm,
+        )
         samples.write_csv(tmp / "sample_attributes.txt", separator="\t")
         document = {
-            "format_version": TRUTH_FORMAT_VERSION, "seed": seed, "n_genes": n_genes,
-            "tissues": list(rules.tissues), "rules": rules.to_json(), "variance_shares": shares,
-            "oracle": oracle, "near_edge_genes": near_edge_genes(placed, chromosomes),
+            "format_version": TRUTH_FORMAT_VERSION,
+            "seed": seed,
+            "n_genes": n_genes,
+            "tissues": list(rules.tissues),
+            "rules": rules.to_json(),
+            "variance_shares": shares,
+            "oracle": oracle,
+            "near_edge_genes": near_edge_genes(placed, chromosomes),
             "transcripts": truth,
         }
-        (tmp / "truth.json").write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+        (tmp / "truth.json").write_text(
+            json.dumps(document, separators=(",", ":")), encoding="utf-8"
+        )
         if out.exists():
             out.rmdir()
         tmp.rename(out)
@@ -224,15 +264,28 @@ def simulate_study(out: Path, n_genes: int | None = None, seed: int = 0,
         raise
 
     summary = SimulationSummary(
-        out=out, n_genes=n_genes, n_transcripts=len(truth),
+        out=out,
+        n_genes=n_genes,
+        n_transcripts=len(truth),
         n_coding_transcripts=sum(bool(t["protein"]) for t in truth.values()),
-        n_samples=len(with_data), chromosome_lengths={k: len(v) for k, v in chromosomes.items()},
-        variance_shares=shares, oracle_r2=oracle["r2"],
+        n_samples=len(with_data),
+        chromosome_lengths={k: len(v) for k, v in chromosomes.items()},
+        variance_shares=shares,
+        oracle_r2=oracle["r2"],
     )
-    log.info("simulated %d genes, %d transcripts (%d coding), %d samples -> %s", n_genes,
-             summary.n_transcripts, summary.n_coding_transcripts, summary.n_samples, out)
-    log.info("variance shares: %s; oracle R2 %.3f",
-             ", ".join(f"{k} {v:.2f}" for k, v in shares.items()), oracle["r2"])
+    log.info(
+        "simulated %d genes, %d transcripts (%d coding), %d samples -> %s",
+        n_genes,
+        summary.n_transcripts,
+        summary.n_coding_transcripts,
+        summary.n_samples,
+        out,
+    )
+    log.info(
+        "variance shares: %s; oracle R2 %.3f",
+        ", ".join(f"{k} {v:.2f}" for k, v in shares.items()),
+        oracle["r2"],
+    )
     return summary
 
 
@@ -242,7 +295,7 @@ def _window(chromosome: str, tss: int, strand: str) -> str:
 
     half = PROMOTER_WINDOW // 2
     start = tss - half if strand == "+" else tss + half + 1 - PROMOTER_WINDOW
-    inner = chromosome[max(start, 0):max(start + PROMOTER_WINDOW, 0)]
+    inner = chromosome[max(start, 0) : max(start + PROMOTER_WINDOW, 0)]
     padded = "N" * (max(start, 0) - start) + inner
     padded += "N" * (PROMOTER_WINDOW - len(padded))
     return padded.upper() if strand == "+" else reverse_complement(padded.upper())
@@ -256,13 +309,15 @@ def read_truth(path: str | Path) -> dict:
     except (OSError, json.JSONDecodeError) as err:
         raise IsoformerError(f"{path}: cannot read the simulation truth ({err})") from None
     if truth.get("format_version") != TRUTH_FORMAT_VERSION:
-        raise IsoformerError(f"{path}: truth format {truth.get('format_version')!r}, expected "
-                             f"{TRUTH_FORMAT_VERSION}")
+        raise IsoformerError(
+            f"{path}: truth format {truth.get('format_version')!r}, expected {TRUTH_FORMAT_VERSION}"
+        )
     return truth
 
 
-def oracle_metrics(truth_path: str | Path, data: str | Path | pl.DataFrame,
-                   split: str | None = "test") -> dict[str, float]:
+def oracle_metrics(
+    truth_path: str | Path, data: str | Path | pl.DataFrame, split: str | None = "test"
+) -> dict[str, float]:
     """Mean-over-tissues R2 / Spearman / Pearson of the noise-free expression against the targets.
 
     data: a dataset directory from `build` or its transcripts table. Transcripts of the split
@@ -283,7 +338,9 @@ def oracle_metrics(truth_path: str | Path, data: str | Path | pl.DataFrame,
     ids = table["transcript_id"].to_list()
     unknown = [i for i in ids if i not in truth["transcripts"]]
     if unknown:
-        raise IsoformerError(f"{len(unknown)} transcripts (e.g. {unknown[0]}) are not in {truth_path}")
+        raise IsoformerError(
+            f"{len(unknown)} transcripts (e.g. {unknown[0]}) are not in {truth_path}"
+        )
     predicted = np.array([truth["transcripts"][i]["expression"] for i in ids])
     observed = table.select(tissues).to_numpy().astype(np.float64)
     return {**_score(predicted, observed, tissues), "n_transcripts": len(ids)}

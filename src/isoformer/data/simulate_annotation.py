@@ -81,8 +81,9 @@ def _soft_mask(rng: np.random.Generator, sequence: str) -> str:
     return bases.decode("ascii")
 
 
-def place_genes(rng: np.random.Generator, genes: list[GeneDesign],
-                n_chromosomes: int) -> tuple[dict[str, str], list[PlacedGene]]:
+def place_genes(
+    rng: np.random.Generator, genes: list[GeneDesign], n_chromosomes: int
+) -> tuple[dict[str, str], list[PlacedGene]]:
     """Chromosome sequences (name -> bases) and the genes on them, in genome order."""
     repeats = [random_bases(rng, _REPEAT_LENGTH) for _ in range(3)]
     names = [f"chr{i + 1}" for i in range(n_chromosomes - 1)] + ["chrX"]
@@ -93,12 +94,17 @@ def place_genes(rng: np.random.Generator, genes: list[GeneDesign],
     for c, (name, indices) in enumerate(zip(names, per_chrom)):
         pieces, length = [], 0
         for k, g in enumerate(indices):
-            first_gene, last_gene = c == 0 and k == 0, c == n_chromosomes - 1 and k == len(indices) - 1
+            first_gene, last_gene = (
+                c == 0 and k == 0,
+                c == n_chromosomes - 1 and k == len(indices) - 1,
+            )
             if not first_gene:
                 gap = _intergenic(rng, repeats)
                 pieces.append(gap)
                 length += len(gap)
-            strand = "+" if first_gene else "-" if last_gene else ("+" if rng.random() < 0.5 else "-")
+            strand = (
+                "+" if first_gene else "-" if last_gene else ("+" if rng.random() < 0.5 else "-")
+            )
             gene = genes[g]
             gene_number = len(placed) + 1
             ids = []
@@ -106,11 +112,17 @@ def place_genes(rng: np.random.Generator, genes: list[GeneDesign],
                 transcript_number += 1
                 ids.append(_versioned("ENST", transcript_number, rng))
             prefix = "SIM" if gene.kind == "protein_coding" else "LINC"
-            placed.append(PlacedGene(
-                gene=gene, gene_id=_versioned("ENSG", gene_number, rng),
-                gene_name=f"{prefix}{gene_number}", chrom=name, strand=strand, offset=length,
-                transcript_ids=ids,
-            ))
+            placed.append(
+                PlacedGene(
+                    gene=gene,
+                    gene_id=_versioned("ENSG", gene_number, rng),
+                    gene_name=f"{prefix}{gene_number}",
+                    chrom=name,
+                    strand=strand,
+                    offset=length,
+                    transcript_ids=ids,
+                )
+            )
             pieces.append(gene.locus if strand == "+" else reverse_complement(gene.locus))
             length += len(gene.locus)
         if c < n_chromosomes - 1:
@@ -125,20 +137,38 @@ def write_fasta(path: Path, chromosomes: dict[str, str]) -> None:
     with open(path, "w", encoding="ascii") as out:
         for name, sequence in chromosomes.items():
             out.write(f">{name}\n")
-            for i in range(0, len(sequence), FASTA_LINE):
-                out.write(sequence[i:i + FASTA_LINE] + "\n")
+            out.writelines(
+                sequence[i : i + FASTA_LINE] + "\n" for i in range(0, len(sequence), FASTA_LINE)
+            )
 
 
 def _attributes(pairs: list[tuple[str, str | int]]) -> str:
-    return " ".join(f'{key} {value};' if isinstance(value, int) else f'{key} "{value}";'
-                    for key, value in pairs)
+    return " ".join(
+        f"{key} {value};" if isinstance(value, int) else f'{key} "{value}";' for key, value in pairs
+    )
 
 
-def _row(g: PlacedGene, feature: str, span: tuple[int, int], phase: str,
-         attributes: list[tuple[str, str | int]]) -> str:
+def _row(
+    g: PlacedGene,
+    feature: str,
+    span: tuple[int, int],
+    phase: str,
+    attributes: list[tuple[str, str | int]],
+) -> str:
     start, end = g.to_genome(*span)
-    return "\t".join([g.chrom, _SOURCE, feature, str(start + 1), str(end), ".", g.strand, phase,
-                      _attributes(attributes)])
+    return "\t".join(
+        [
+            g.chrom,
+            _SOURCE,
+            feature,
+            str(start + 1),
+            str(end),
+            ".",
+            g.strand,
+            phase,
+            _attributes(attributes),
+        ]
+    )
 
 
 def _clip(exon: tuple[int, int], lo: int, hi: int) -> tuple[int, int] | None:
@@ -146,24 +176,45 @@ def _clip(exon: tuple[int, int], lo: int, hi: int) -> tuple[int, int] | None:
     return (start, end) if start < end else None
 
 
-def gene_rows(g: PlacedGene, exon_ids: dict[tuple[int, int], str], protein_ids: list[str]) -> list[str]:
+def gene_rows(
+    g: PlacedGene, exon_ids: dict[tuple[int, int], str], protein_ids: list[str]
+) -> list[str]:
     """GTF lines of one gene; exon_ids maps each locus exon span to its versioned ENSE id."""
     gene = g.gene
     base = [("gene_id", g.gene_id)]
     named = [("gene_type", gene.kind), ("gene_name", g.gene_name)]
-    span = (min(t.exons[0][0] for t in gene.transcripts), max(t.exons[-1][1] for t in gene.transcripts))
+    span = (
+        min(t.exons[0][0] for t in gene.transcripts),
+        max(t.exons[-1][1] for t in gene.transcripts),
+    )
     rows = [_row(g, "gene", span, ".", [*base, *named, ("level", 2)])]
     for j, (transcript, transcript_id) in enumerate(zip(gene.transcripts, g.transcript_ids)):
-        tx = [*base, ("transcript_id", transcript_id), *named,
-              ("transcript_type", transcript.transcript_type),
-              ("transcript_name", f"{g.gene_name}-{201 + j}")]
+        tx = [
+            *base,
+            ("transcript_id", transcript_id),
+            *named,
+            ("transcript_type", transcript.transcript_type),
+            ("transcript_name", f"{g.gene_name}-{201 + j}"),
+        ]
         tags = [("tag", tag) for tag in transcript.tags]
-        rows.append(_row(g, "transcript", (transcript.exons[0][0], transcript.exons[-1][1]), ".",
-                         [*tx, ("level", 2), ("transcript_support_level", "1"), *tags]))
+        rows.append(
+            _row(
+                g,
+                "transcript",
+                (transcript.exons[0][0], transcript.exons[-1][1]),
+                ".",
+                [*tx, ("level", 2), ("transcript_support_level", "1"), *tags],
+            )
+        )
         utr_rows = []
         coded = 0  # CDS bases so far, for the phase
         for number, exon in enumerate(transcript.exons, start=1):
-            exon_attributes = [*tx, ("exon_number", number), ("exon_id", exon_ids[exon]), ("level", 2)]
+            exon_attributes = [
+                *tx,
+                ("exon_number", number),
+                ("exon_id", exon_ids[exon]),
+                ("level", 2),
+            ]
             rows.append(_row(g, "exon", exon, ".", [*exon_attributes, *tags]))
             if transcript.cds is None:
                 continue
@@ -173,12 +224,18 @@ def gene_rows(g: PlacedGene, exon_ids: dict[tuple[int, int], str], protein_ids: 
             if cds:
                 rows.append(_row(g, "CDS", cds, str((3 - coded % 3) % 3), coding_attributes))
                 coded += cds[1] - cds[0]
-            for feature, codon in (("start_codon", (atg, atg + 3)), ("stop_codon", (stop_end - 3, stop_end))):
+            for feature, codon in (
+                ("start_codon", (atg, atg + 3)),
+                ("stop_codon", (stop_end - 3, stop_end)),
+            ):
                 part = _clip(exon, *codon)
                 if part:
-                    # A codon split by an intron: the second part's phase counts the bases before it.
-                    rows.append(_row(g, feature, part, str((3 - (part[0] - codon[0])) % 3),
-                                     coding_attributes))
+                    # A codon split by an intron: the second part's phase counts bases before it.
+                    rows.append(
+                        _row(
+                            g, feature, part, str((3 - (part[0] - codon[0])) % 3), coding_attributes
+                        )
+                    )
             for utr in (_clip(exon, exon[0], atg), _clip(exon, stop_end, exon[1])):
                 if utr:
                     utr_rows.append(_row(g, "UTR", utr, ".", coding_attributes))
@@ -190,8 +247,10 @@ def write_gtf(path: Path, placed: list[PlacedGene], rng: np.random.Generator) ->
     """GENCODE-style GTF of all placed genes, with shared exons sharing one ENSE id."""
     exon_number = protein_number = 0
     with open(path, "w", encoding="ascii") as out:
-        out.write("##description: simulated study, GENCODE v26 conventions\n"
-                  "##provider: isoformer simulate\n##format: gtf\n")
+        out.write(
+            "##description: simulated study, GENCODE v26 conventions\n"
+            "##provider: isoformer simulate\n##format: gtf\n"
+        )
         for g in placed:
             exon_ids = {}
             for transcript in g.gene.transcripts:
@@ -202,13 +261,14 @@ def write_gtf(path: Path, placed: list[PlacedGene], rng: np.random.Generator) ->
             protein_ids = []
             for transcript in g.gene.transcripts:
                 protein_number += transcript.cds is not None
-                protein_ids.append(_versioned("ENSP", protein_number, rng) if transcript.cds else "")
-            for row in gene_rows(g, exon_ids, protein_ids):
-                out.write(row + "\n")
+                protein_ids.append(
+                    _versioned("ENSP", protein_number, rng) if transcript.cds else ""
+                )
+            out.writelines(row + "\n" for row in gene_rows(g, exon_ids, protein_ids))
 
 
 def near_edge_genes(placed: list[PlacedGene], chromosomes: dict[str, str]) -> list[str]:
-    """Genes whose TSS lies within UPSTREAM + 200 bp of a chromosome end (their windows need padding)."""
+    """Genes with a TSS within UPSTREAM + 200 bp of a chromosome end (windows need padding)."""
     near = []
     for g in placed:
         length = len(chromosomes[g.chrom])

@@ -63,7 +63,9 @@ def _plant(rng: np.random.Generator, motifs: list[str], length: int) -> str:
     pieces = []
     for motif in motifs:
         offset = int(rng.integers(0, slot - len(motif) + 1))
-        pieces.append(random_bases(rng, offset) + motif + random_bases(rng, slot - offset - len(motif)))
+        pieces.append(
+            random_bases(rng, offset) + motif + random_bases(rng, slot - offset - len(motif))
+        )
     pieces.append(random_bases(rng, length - slot * len(motifs)))
     return "".join(pieces)
 
@@ -152,8 +154,11 @@ def design_gene(rng: np.random.Generator, rules: ExpressionRules, coding: bool) 
     else:
         body = _noncoding_body(b, n_cassettes, n_last)
     b.add(random_bases(rng, DOWNSTREAM))
-    gene = GeneDesign(kind="protein_coding" if coding else "lncRNA", locus="".join(b.pieces),
-                      planted_promoters=b.planted)
+    gene = GeneDesign(
+        kind="protein_coding" if coding else "lncRNA",
+        locus="".join(b.pieces),
+        planted_promoters=b.planted,
+    )
     gene.transcripts = _isoforms(rng, gene, first_exons, body, coding)
     return gene
 
@@ -173,13 +178,20 @@ def _coding_body(b: _LocusBuilder, n_cassettes: int, n_last: int) -> _Body:
     # Constitutive ORF (ATG + codons) split over E1 and constitutive internal exons.
     n_constitutive = int(rng.integers(2, 5))  # E1 + 1-3 internal
     orf = "ATG" + _random_codons(rng, int(rng.integers(50, 120)), rng.uniform(0.05, 0.95))
-    cassette_after = set(rng.choice(np.arange(1, n_constitutive), replace=False,
-                                    size=min(n_cassettes, n_constitutive - 1)).tolist())
-    # Part sizes of >= 10 codons; a cut is shifted off the codon boundary unless a cassette sits there.
+    cassette_after = set(
+        rng.choice(
+            np.arange(1, n_constitutive), replace=False, size=min(n_cassettes, n_constitutive - 1)
+        ).tolist()
+    )
+    # Parts of >= 10 codons; a cut leaves the codon boundary unless a cassette sits there.
     n_codons = len(orf) // 3
-    sizes = 10 + rng.multinomial(n_codons - 10 * n_constitutive, np.full(n_constitutive, 1 / n_constitutive))
-    cuts = [3 * int(c) + (0 if i + 1 in cassette_after else int(rng.integers(0, 3)))
-            for i, c in enumerate(np.cumsum(sizes)[:-1])]
+    sizes = 10 + rng.multinomial(
+        n_codons - 10 * n_constitutive, np.full(n_constitutive, 1 / n_constitutive)
+    )
+    cuts = [
+        3 * int(c) + (0 if i + 1 in cassette_after else int(rng.integers(0, 3)))
+        for i, c in enumerate(np.cumsum(sizes)[:-1])
+    ]
     parts = [orf[i:j] for i, j in zip([0, *cuts], [*cuts, len(orf)])]
 
     utr5 = random_bases(rng, b.exon_length(10, 50))
@@ -221,36 +233,55 @@ def _noncoding_body(b: _LocusBuilder, n_cassettes: int, n_last: int) -> _Body:
     return _Body(middle=middle, last=last)
 
 
-def _isoforms(rng: np.random.Generator, gene: GeneDesign, first_exons: list[tuple[int, int]],
-              body: _Body, coding: bool) -> list[TranscriptDesign]:
+def _isoforms(
+    rng: np.random.Generator,
+    gene: GeneDesign,
+    first_exons: list[tuple[int, int]],
+    body: _Body,
+    coding: bool,
+) -> list[TranscriptDesign]:
     cassettes = [i for i, (_, is_cassette) in enumerate(body.middle) if is_cassette]
-    subsets = [frozenset(c) for r in range(len(cassettes), -1, -1)
-               for c in itertools.combinations(cassettes, r)]
+    subsets = [
+        frozenset(c)
+        for r in range(len(cassettes), -1, -1)
+        for c in itertools.combinations(cassettes, r)
+    ]
     combos = list(itertools.product(range(len(first_exons)), subsets, range(len(body.last))))
     n_isoforms = min(int(rng.integers(2, 5)), len(combos))
-    chosen = [combos[0]] + [combos[i] for i in sorted(rng.choice(np.arange(1, len(combos)),
-                                                                 n_isoforms - 1, replace=False))]
+    chosen = [combos[0]] + [
+        combos[i]
+        for i in sorted(rng.choice(np.arange(1, len(combos)), n_isoforms - 1, replace=False))
+    ]
     transcripts = []
     for first, included, last in chosen:
-        middle = [span for i, (span, is_cassette) in enumerate(body.middle)
-                  if not is_cassette or i in included]
+        middle = [
+            span
+            for i, (span, is_cassette) in enumerate(body.middle)
+            if not is_cassette or i in included
+        ]
         exons = [first_exons[first], *middle, body.last[last]]
         cds = (body.cds_start, body.stop_ends[last]) if coding else None
         transcripts.append(_transcript(gene, "protein_coding" if coding else "lncRNA", exons, cds))
     transcripts[0].tags = ("basic", "CCDS") if coding else ("basic",)
 
     canonical = transcripts[0].exons
-    retainable = [i for i in range(1, len(canonical) - 1) if canonical[i + 1][0] - canonical[i][1] <= 700]
+    retainable = [
+        i for i in range(1, len(canonical) - 1) if canonical[i + 1][0] - canonical[i][1] <= 700
+    ]
     if coding and retainable and rng.random() < 0.35:
         i = retainable[int(rng.integers(len(retainable)))]
         merged = (canonical[i][0], canonical[i + 1][1])
-        exons = [*canonical[:i], merged, *canonical[i + 2:]]
+        exons = [*canonical[:i], merged, *canonical[i + 2 :]]
         transcripts.append(_transcript(gene, "retained_intron", exons, None))
     return transcripts
 
 
-def _transcript(gene: GeneDesign, transcript_type: str, exons: list[tuple[int, int]],
-                cds: tuple[int, int] | None) -> TranscriptDesign:
+def _transcript(
+    gene: GeneDesign,
+    transcript_type: str,
+    exons: list[tuple[int, int]],
+    cds: tuple[int, int] | None,
+) -> TranscriptDesign:
     rna = "".join(gene.locus[start:end] for start, end in exons)
     protein = ""
     if cds is not None:
@@ -262,9 +293,10 @@ def _transcript(gene: GeneDesign, transcript_type: str, exons: list[tuple[int, i
             for position in cds:
                 if start <= position <= end:
                     to_rna.setdefault(position, offset + position - start)
-        coding = rna[to_rna[cds[0]]:to_rna[cds[1]]]
+        coding = rna[to_rna[cds[0]] : to_rna[cds[1]]]
         assert len(coding) % 3 == 0 and coding.startswith("ATG") and coding[-3:] in _STOPS
         protein = translate(coding)[:-1]
         assert "*" not in protein
-    return TranscriptDesign(transcript_type=transcript_type, exons=exons, cds=cds,
-                            protein=protein, rna=rna)
+    return TranscriptDesign(
+        transcript_type=transcript_type, exons=exons, cds=cds, protein=protein, rna=rna
+    )
