@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import random
 
 import numpy as np
@@ -12,6 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from isoformer.constants import DNA_SEQUENCE, MODALITIES, PROTEIN_SEQUENCE, RNA_SEQUENCE
+from isoformer.encoders.base import EncoderConfig
+from isoformer.encoders.enformer import build_enformer
 from isoformer.encoders.esm import build_esm2
 from isoformer.encoders.modeling_nucleotide_transformer import (
     NucleotideTransformerConfig,
@@ -190,34 +193,46 @@ def test_save_and_load_gives_identical_predictions(tmp_path):
         assert reloaded.config == model.config
     with pytest.raises(IsoformerError, match="no saved model"):
         IsoFormer.from_pretrained(tmp_path / "nothing")
+    # A config that no longer matches the weights is refused, naming the file.
+    config_file = run / "model" / "config.json"
+    description = json.loads(config_file.read_text())
+    description["model"]["encoders"]["rna"]["architecture"]["num_hidden_layers"] = 1
+    config_file.write_text(json.dumps(description))
+    with pytest.raises(IsoformerError, match="model.safetensors: weights do not fit"):
+        IsoFormer.from_pretrained(run)
 
 
 def test_pretrained_encoders_reload_offline_from_saved_architecture(tmp_path):
     """Encoders first loaded from local checkpoints (whose architecture is not in the YAML) come
     back from save_pretrained with init=random + saved weights, without the checkpoints."""
     torch.manual_seed(1)
-    nt_dir, esm_dir = tmp_path / "nt", tmp_path / "esm"
+    nt_dir, esm_dir, enformer_dir = tmp_path / "nt", tmp_path / "esm", tmp_path / "enformer"
+    # Enformer shares its trunk modules under two names, which transformers' safetensors refuses.
+    build_enformer(EncoderConfig(kind="enformer", architecture={"preset": "tiny", "depth": 1})
+                   ).save_pretrained(enformer_dir, safe_serialization=False)
     NucleotideTransformerForMaskedLM(NucleotideTransformerConfig.from_preset(
         "tiny", num_hidden_layers=3)).save_pretrained(nt_dir)
     esm_config = load_preset("tiny").model.encoders["protein"]
     build_esm2(dataclasses.replace(esm_config, architecture={"preset": "tiny", "hidden_size": 40,
                                                              "num_attention_heads": 4})
                ).save_pretrained(esm_dir)
-    config = tiny_config("model.modalities=rna,protein")
+    config = tiny_config("model.dna_length=2048")
+    config.encoders["dna"] = EncoderConfig(kind="enformer", init="pretrained",
+                                           checkpoint=str(enformer_dir))
     config.encoders["rna"] = dataclasses.replace(config.encoders["rna"], init="pretrained",
                                                  checkpoint=str(nt_dir), architecture={})
     config.encoders["protein"] = dataclasses.replace(config.encoders["protein"], init="pretrained",
                                                      checkpoint=str(esm_dir), architecture={})
     model = IsoFormer.from_config(config).eval()
     assert model.encoders["protein"].output_dim == 40
-    records = random_records(4)
+    records = random_records(4, dna_length=2048)
     expected = model.predict(records)
     model.save_pretrained(tmp_path / "saved")
-    nt_dir.rename(tmp_path / "gone-nt")
-    esm_dir.rename(tmp_path / "gone-esm")
+    for directory in (nt_dir, esm_dir, enformer_dir):
+        directory.rename(directory.with_name(f"gone-{directory.name}"))
     reloaded = IsoFormer.from_pretrained(tmp_path / "saved")
     assert reloaded.config.encoders["rna"].init == "pretrained"  # provenance kept
-    assert reloaded.encoders["rna"].num_layers == 3
+    assert reloaded.encoders["rna"].num_layers == 3 and reloaded.encoders["dna"].num_layers == 1
     np.testing.assert_array_equal(reloaded.predict(records), expected)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.progress import track
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PretrainedConfig
 
@@ -95,6 +95,24 @@ def encoder_architecture(encoder: SequenceEncoder) -> dict[str, Any]:
                 architecture["use_tf_gamma"] = gammas.pop()
             return architecture
     raise IsoformerError(f"{encoder.config.kind}: cannot record the architecture of this encoder")
+
+
+def unique_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """`module.state_dict()` with every shared tensor once, under its first name.
+
+    enformer-pytorch registers its trunk twice (`_trunk.*` and `stem.*`, `conv_tower.*`, ...);
+    safetensors' own save_model/load_model disagree on those aliases, so we pick them here.
+    """
+    seen: set[tuple[int, int, tuple[int, ...]]] = set()
+    unique = {}
+    for name, tensor in module.state_dict().items():
+        storage = tensor.untyped_storage().data_ptr()
+        identity = (storage, tensor.storage_offset(), tuple(tensor.shape))
+        if tensor.numel() and identity in seen:
+            continue
+        seen.add(identity)
+        unique[name] = tensor.contiguous()
+    return unique
 
 
 def _write_atomic(path: Path, write: Any) -> None:
@@ -245,8 +263,9 @@ class IsoFormer(nn.Module):
         """Write `model.safetensors` (every weight and the target statistics) and `config.json`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        state = unique_state_dict(self)
         _write_atomic(directory / WEIGHTS_FILE,
-                      lambda tmp: save_model(self, tmp, metadata={"format": "pt"}))
+                      lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
         description = {
             "isoformer_version": __version__,
             "model": config_to_dict(self.portable_config()),
@@ -289,12 +308,20 @@ class IsoFormer(nn.Module):
             )
         model = cls(offline)
         model.config = resolve_model_config(saved_config)
-        try:
-            load_model(model, directory / WEIGHTS_FILE, strict=True, device=str(device))
-        except RuntimeError as error:
-            first_line = str(error).strip().splitlines()[0]
-            raise IsoformerError(f"{directory / WEIGHTS_FILE}: weights do not fit the saved config "
-                                 f"({first_line})") from None
+        weights = directory / WEIGHTS_FILE
+        state = load_file(weights)
+        expected = unique_state_dict(model)
+        missing = [name for name in expected if name not in state]
+        unexpected = [name for name in state if name not in expected]
+        wrong_shape = [name for name in expected if name in state
+                       and state[name].shape != expected[name].shape]
+        if missing or unexpected or wrong_shape:
+            raise IsoformerError(
+                f"{weights}: weights do not fit the saved config (missing: {missing[:3]}, "
+                f"unexpected: {unexpected[:3]}, wrong shapes: {wrong_shape[:3]})"
+            )
+        # Not strict: the aliases left out by unique_state_dict share storage with loaded tensors.
+        model.load_state_dict(state, strict=False)
         model.to(device)
         if description.get("isoformer_version") != __version__:
             logger.info("%s was saved by isoformer %s (this is %s)", directory,
