@@ -22,14 +22,13 @@ def random_dna(length: int, count: int, seed: int = 0) -> list[str]:
     return ["".join(rng.choice("ACGT") for _ in range(length)) for _ in range(count)]
 
 
-def naive_attention(
-    attention: torch.nn.Module, x: torch.Tensor, table: torch.Tensor
-) -> torch.Tensor:
-    """Borzoi attention written out: logit(i, j) += (q_i + pos_bias) . rel_k(distance j - i).
+def naive_attention(attention: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Borzoi attention written out: logit(i, j) += (q_i + pos_bias) . rel_k(distance j - i)."""
+    from borzoi_pytorch.pytorch_borzoi_transformer import get_positional_embed
 
-    `table` holds the positional features of distances -4095 .. 4095 (row = distance + 4095).
-    """
     n = x.shape[1]
+    # Features of distances -4095 .. 4095 (row = distance + 4095), the official window's table.
+    table = get_positional_embed(BORZOI_POSITIONS, BORZOI_POSITIONS, 32, x.device)
     q = attention.to_q(x)[:, None] * attention.scale  # [B, 1, n, dk] (one head)
     k, v = attention.to_k(x)[:, None], attention.to_v(x)[:, None]
     rel_k = attention.to_rel_k(table)  # [8191, dk]
@@ -51,23 +50,30 @@ def one_head_attention() -> torch.nn.Module:
 
 def test_library_attention_matches_the_naive_form_at_its_native_length():
     attention = one_head_attention()
-    table = attention.positions.clone()
     x = torch.randn(1, BORZOI_POSITIONS, 4)
     with torch.no_grad():
-        torch.testing.assert_close(attention(x), naive_attention(attention, x, table))
+        torch.testing.assert_close(attention(x), naive_attention(attention, x))
 
 
 def test_fitted_positions_give_the_naive_form_on_short_windows():
     attention = one_head_attention()
-    table = attention.positions.clone()
-    x = torch.randn(2, 8, 4)
+    short, long = torch.randn(2, 8, 4), torch.randn(1, 16, 4)
     with torch.no_grad():
-        unfitted = attention(x)
+        attention(long)  # the library keeps the features of its first call's length
+        stale = attention(short)
         fit_relative_positions(attention, 8)
         assert attention.positions.shape == (15, 32)
-        torch.testing.assert_close(attention(x), naive_attention(attention, x, table))
-    # Without the fix, borzoi-pytorch 0.4 silently uses wrong distances on short windows.
-    assert not torch.allclose(unfitted, naive_attention(attention, x, table))
+        torch.testing.assert_close(attention(short), naive_attention(attention, short))
+    assert not torch.allclose(stale, naive_attention(attention, short))
+
+
+def test_fitted_positions_follow_the_module_and_stay_out_of_checkpoints():
+    attention = one_head_attention()
+    fit_relative_positions(attention, 8)
+    assert "positions" not in attention.state_dict()
+    assert attention.double().positions.dtype == torch.float64
+    with pytest.raises(IsoformerError, match="at most 4096"):
+        fit_relative_positions(attention, BORZOI_POSITIONS + 1)
 
 
 @pytest.fixture(scope="module")

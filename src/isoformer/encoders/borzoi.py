@@ -22,11 +22,11 @@ official model predicts), all-True mask. A window with fewer than `bins_to_retur
 Only the last state (`hidden_layer=-1`) is exposed: the transformer layers run on 128-bp bins
 before the U-Net restores 32-bp resolution, so their states are not comparable outputs.
 
-Short windows: borzoi-pytorch 0.4 computes each attention layer's relative-position features once
-for 4,096 transformer positions (the full window) and its relative shift is only right at that
-length. For a shorter window of n positions the wrapper keeps the central 2n - 1 rows of that table
-(distances -(n-1) .. n-1, with the features the official weights were trained with), the same
-features borzoi-pytorch 0.5 computes for any length. (0.5 needs transformers >= 4.57.6.)
+Short windows: borzoi-pytorch computes an attention layer's relative-position features on its first
+call, for that call's length, and keeps them in a plain attribute: a later call of another length
+reuses stale distances, and `.to(device)` does not move them. The wrapper computes them once for its
+window (distances -(n-1) .. n-1, scaled to the official 4,096-position window, as the library
+does) and registers them as a non-persistent buffer, so they follow the module across devices.
 """
 
 from __future__ import annotations
@@ -105,25 +105,22 @@ def build_borzoi(config: EncoderConfig) -> Borzoi:
 
 
 def fit_relative_positions(model: torch.nn.Module, positions: int) -> None:
-    """Give each attention layer the features of distances -(n-1) .. n-1 for n = `positions`.
-
-    They are the central 2n - 1 rows of borzoi-pytorch's own 4,096-position table, recomputed
-    here because `from_pretrained` leaves that non-persistent buffer on the meta device.
-    """
-    from borzoi_pytorch.pytorch_borzoi_transformer import get_positional_embed
+    """Give each attention layer the features of distances -(n-1) .. n-1 for n = `positions`."""
+    from borzoi_pytorch.pytorch_borzoi_transformer import Attention, get_positional_embed
 
     if not 0 < positions <= BORZOI_POSITIONS:
         raise IsoformerError(
             f"borzoi: {positions} transformer positions, at most {BORZOI_POSITIONS}"
         )
     for module in model.modules():
-        table = getattr(module, "positions", None)
-        if isinstance(table, torch.Tensor):
+        if isinstance(module, Attention):
             device = module.to_rel_k.weight.device
-            # Row r of the full table holds distance r - 4095.
-            full = get_positional_embed(BORZOI_POSITIONS, module.num_rel_pos_features, device)
-            start = BORZOI_POSITIONS - positions
-            module.positions = full[start : start + 2 * positions - 1]
+            table = get_positional_embed(
+                positions, BORZOI_POSITIONS, module.num_rel_pos_features, device
+            )  # [2n - 1, features]
+            if "positions" not in module._buffers:
+                del module.positions  # the library's lazily filled plain attribute
+            module.register_buffer("positions", table, persistent=False)
 
 
 class BorzoiEncoder(DnaWindowEncoder):
