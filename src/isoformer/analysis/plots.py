@@ -74,3 +74,26 @@ def plot_predicted_vs_observed(
     ax.set_title(title)
     _save(fig, path)
     return path
+
+
+def plot_demo_r2(
+    r2: Mapping[str, tuple[float, float]], path: str | Path, title: str = ""
+) -> Path:
+    """Per model, test R2 beside the oracle R2 of its sequences (r2: model -> (test, oracle))."""
+    path = Path(path)
+    models = list(r2)
+    x = np.arange(len(models))
+    fig, ax = plt.subplots(figsize=(1.6 * len(models) + 1.5, 4.0))
+    width = 0.38
+    ax.bar(x - width / 2, [r2[m][0] for m in models], width, color="#4C72B0", label="test R$^2$")
+    ax.bar(x + width / 2, [r2[m][1] for m in models], width, color="#BBBBBB",
+           label="oracle R$^2$ (same sequences)")
+    for position, model in zip(x, models):
+        ax.annotate(f"{r2[model][0]:.2f}", (position - width / 2, r2[model][0]), ha="center",
+                    va="bottom", fontsize=8)
+    ax.set_xticks(x, models)
+    ax.set_ylabel("mean R$^2$ over tissues")
+    ax.legend(loc="best", frameon=False)
+    ax.set_title(title)
+    _save(fig, path)
+    return path
