@@ -175,6 +175,32 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------- demo
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo", help="simulate, build, train the full and single-modality tiny models, compare",
+        epilog="Exit code 1 when the full model does not beat every single-modality model by the "
+               "margin in DIR/summary.md. Config overrides (e.g. training.lr=3e-4) apply to all runs.")
+    p.add_argument("--out", type=Path, required=True, help="demo directory to create")
+    p.add_argument("--n-genes", type=int, default=None, help="simulated genes (default: the demo size)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulation, split and training")
+    p.add_argument("--max-epochs", type=int, default=None, help="default: the tiny preset's")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from isoformer.analysis.demo import run_demo, summary_markdown
+
+    result = run_demo(args.out, n_genes=args.n_genes, seed=args.seed, max_epochs=args.max_epochs,
+                      overrides=tuple(args.overrides), overwrite=args.overwrite,
+                      progress=not args.no_progress)
+    print(summary_markdown(result))
+    print(f"written: {args.out / 'summary.md'}, {args.out / 'summary.json'}, "
+          f"{args.out / 'demo_r2.png'}")
+    return 0 if result.fusion_wins else 1
+
+
 COMMANDS = {
     "simulate": (_add_simulate, _run_simulate),
     "build": (_add_build, _run_build),
@@ -183,6 +209,7 @@ COMMANDS = {
     "train": (_add_train, _run_train),
     "evaluate": (_add_evaluate, _run_evaluate),
     "predict": (_add_predict, _run_predict),
+    "demo": (_add_demo, _run_demo),
 }
 
 
@@ -199,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    # Only `train` takes free-form config overrides; anything unknown elsewhere is a usage error.
-    if extra and args.command != "train":
+    # Only `train` and `demo` take free-form config overrides; elsewhere they are a usage error.
+    if extra and args.command not in ("train", "demo"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
