@@ -157,17 +157,10 @@ def load_nucleotide_transformer(checkpoint: str) -> NucleotideTransformerForMask
     Hub. Every parameter of the model must come from the checkpoint: a missing or mis-shaped
     tensor is an error rather than a silently random weight.
     """
-    try:
-        model, info = NucleotideTransformerForMaskedLM.from_pretrained(
-            checkpoint, output_loading_info=True
-        )
-    except (OSError, ValueError) as error:
-        raise IsoformerError(
-            f"cannot load the Nucleotide Transformer checkpoint {checkpoint!r} ({error}). Without "
-            "internet, download the repository (config.json + model.safetensors) elsewhere, e.g. "
-            f"`huggingface-cli download {checkpoint} --local-dir DIR`, and set the encoder's "
-            "checkpoint to that local directory"
-        ) from error
+    # A failed download or unreadable directory raises OSError: `load_checkpoint` reports it.
+    model, info = NucleotideTransformerForMaskedLM.from_pretrained(
+        checkpoint, output_loading_info=True
+    )
     missing = [key for key in info["missing_keys"] if key not in model._tied_weights_keys]
     if missing or info["mismatched_keys"]:
         raise IsoformerError(

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Sequence
 
 import torch
+
 from isoformer.encoders.base import (
     CropRule,
     EncoderConfig,
@@ -31,12 +32,14 @@ from isoformer.encoders.base import (
     SequenceEncoder,
     crop_sequence,
 )
+from isoformer.encoders.loading import load_checkpoint
 from isoformer.encoders.modeling_nucleotide_transformer import (
     NucleotideTransformerConfig,
     NucleotideTransformerForMaskedLM,
     load_nucleotide_transformer,
 )
 from isoformer.encoders.tokenizers import NT_KMER, NucleotideTokenizer, pad_token_ids
+from isoformer.encoders.train_modes import any_trainable, apply_train_mode, resolve_hidden_layer
 from isoformer.errors import IsoformerError
 
 logger = logging.getLogger(__name__)
@@ -49,12 +52,9 @@ NT_MAX_TOKENS = 2048
 def build_nucleotide_transformer(config: EncoderConfig) -> NucleotideTransformerForMaskedLM:
     """The full NT-v2 model (with LM head) that `config` describes: random or pretrained."""
     if config.init == "pretrained":
-        if not config.checkpoint:
-            raise IsoformerError(
-                "nucleotide_transformer: init='pretrained' needs a checkpoint (a Hugging Face id "
-                "such as InstaDeepAI/nucleotide-transformer-v2-250m-multi-species, or a directory)"
-            )
-        return load_nucleotide_transformer(config.checkpoint)
+        return load_checkpoint(
+            "nucleotide_transformer", config.checkpoint, load_nucleotide_transformer
+        )
     fields = dict(config.architecture)
     preset = fields.pop("preset", None)
     try:
@@ -93,42 +93,19 @@ class NucleotideTransformerEncoder(SequenceEncoder):
             )
         self.max_length = config.max_length or limit
         self.crop_rule: CropRule = config.crop or "center"
-        self.output_layer = self._resolve_hidden_layer(config.hidden_layer)
+        self.output_layer = resolve_hidden_layer(
+            "nucleotide_transformer", config.hidden_layer, self.num_layers + 1,
+            f"0 = embeddings, 1..{self.num_layers} = layers",
+        )
         # Crops so far: sequences cropped (in bases or, rarely, in tokens) and bases removed.
         self.cropped_sequences = 0
         self.cropped_bases = 0
-        self._set_trainable(config)
-
-    def _resolve_hidden_layer(self, hidden_layer: int) -> int:
-        index = hidden_layer if hidden_layer >= 0 else self.num_layers + 1 + hidden_layer
-        if not 0 <= index <= self.num_layers:
-            raise IsoformerError(
-                f"nucleotide_transformer: hidden_layer {hidden_layer} is out of range for "
-                f"{self.num_layers} layers (0 = embeddings, {self.num_layers} or -1 = last)"
-            )
-        return index
-
-    def _set_trainable(self, config: EncoderConfig) -> None:
-        """frozen: nothing trains; full: everything on the path; last_n: the last n layers run."""
-        self.backbone.requires_grad_(False)
-        used_layers = self.backbone.encoder.layer[: self.output_layer]
-        if config.train_mode == "full":
-            self.backbone.embeddings.requires_grad_(True)
-            trainable = list(used_layers)
-        elif config.train_mode == "last_n":
-            if not 0 < config.trainable_layers <= len(used_layers):
-                raise IsoformerError(
-                    f"nucleotide_transformer: trainable_layers must be in 1..{len(used_layers)} "
-                    f"for train_mode='last_n' (got {config.trainable_layers})"
-                )
-            trainable = list(used_layers[-config.trainable_layers :])
-        else:
-            trainable = []
-        for layer in trainable:
-            layer.requires_grad_(True)
+        used_layers = list(self.backbone.encoder.layer[: self.output_layer])
         # The final LayerNorm belongs to the last layer's output: it trains with that layer.
-        if trainable and self.output_layer == self.num_layers:
-            self.backbone.encoder.emb_layer_norm_after.requires_grad_(True)
+        tail = [self.backbone.encoder.emb_layer_norm_after] if used_layers and (
+            self.output_layer == self.num_layers) else []
+        apply_train_mode("nucleotide_transformer", config, self.backbone,
+                         stem=[self.backbone.embeddings], layers=used_layers, tail=tail)
 
     def tokenize(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
         """Crop to `max_length` bases by the crop rule, then 6-mer ids.
@@ -160,7 +137,7 @@ class NucleotideTransformerEncoder(SequenceEncoder):
     def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
         input_ids = inputs["input_ids"]  # [B, L]
         attention_mask = inputs["attention_mask"]  # [B, L] bool
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self._any_trainable()):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(self.backbone)):
             hidden = self.backbone.embeddings(input_ids=input_ids)  # [B, L, D]
             # Additive mask [B, 1, 1, L]: no token attends to padding.
             extended_mask = self.backbone.get_extended_attention_mask(
@@ -172,9 +149,6 @@ class NucleotideTransformerEncoder(SequenceEncoder):
                 hidden = self.backbone.encoder.emb_layer_norm_after(hidden)
         sequence_mask = attention_mask & (input_ids != self.tokenizer.cls_token_id)
         return EncoderOutput(hidden=hidden, mask=sequence_mask)
-
-    def _any_trainable(self) -> bool:
-        return any(parameter.requires_grad for parameter in self.backbone.parameters())
 
     @classmethod
     def from_pretrained(cls, checkpoint: str, **config_fields) -> NucleotideTransformerEncoder:

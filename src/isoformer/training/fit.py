@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,8 @@ def train(
     write_json_atomic(fingerprint, out / "dataset.json")
 
     training = config.training
+    # Lightning 2.6 with torch >= 2.10 warns about its own pytree use on every step.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     L.seed_everything(training.seed, workers=True)
     model = IsoFormer.from_config(config.model)
     if config.model.standardize_targets:
