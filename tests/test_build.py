@@ -28,10 +28,16 @@ FILES = Path(__file__).parent / "files"
 @pytest.fixture
 def inputs(tmp_path) -> dict[str, Path]:
     """Copies of the fixtures (pyfaidx writes genome.fa.fai next to the FASTA)."""
-    names = {"fasta": "genome.fa", "gtf": "annotation.gtf", "tpm": "gtex_transcript_tpm.gct",
-             "samples": "gtex_sample_attributes.txt"}
+    names = {
+        "fasta": "genome.fa",
+        "gtf": "annotation.gtf",
+        "tpm": "gtex_transcript_tpm.gct",
+        "samples": "gtex_sample_attributes.txt",
+    }
     (tmp_path / "in").mkdir()
-    return {key: Path(shutil.copy(FILES / name, tmp_path / "in" / name)) for key, name in names.items()}
+    return {
+        key: Path(shutil.copy(FILES / name, tmp_path / "in" / name)) for key, name in names.items()
+    }
 
 
 def build(inputs: dict[str, Path], out: Path, **kwargs):
@@ -45,17 +51,39 @@ def test_build_end_to_end(inputs, tmp_path):
     assert table.columns == [*TRANSCRIPT_COLUMNS, *TISSUES]
     assert [table[t].dtype for t in TISSUES] == [pl.Float32] * 3
     assert table["transcript_id"].to_list() == [
-        "ENST00000000001.1", "ENST00000000002.1", "ENST00000000003.2"
+        "ENST00000000001.1",
+        "ENST00000000002.1",
+        "ENST00000000003.2",
     ]
     first = table.row(0, named=True)
-    assert {k: first[k] for k in ("gene_id", "gene_name", "transcript_type", "chrom", "strand",
-                                  "start", "end", "tss")} == {
-        "gene_id": "ENSG00000000001.1", "gene_name": "GENEP", "transcript_type": "protein_coding",
-        "chrom": "chr1", "strand": "+", "start": 10, "end": 115, "tss": 10,
+    assert {
+        k: first[k]
+        for k in (
+            "gene_id",
+            "gene_name",
+            "transcript_type",
+            "chrom",
+            "strand",
+            "start",
+            "end",
+            "tss",
+        )
+    } == {
+        "gene_id": "ENSG00000000001.1",
+        "gene_name": "GENEP",
+        "transcript_type": "protein_coding",
+        "chrom": "chr1",
+        "strand": "+",
+        "start": 10,
+        "end": 115,
+        "tss": 10,
     }
     assert first["rna"] == "GGACTCAGCAATGGCCTGGAACGATTGCCATGAAAAGCTGATCTTCCCGAGCTACTAAGCATTCA"
     assert (first["protein"], first["utr5_length"], first["cds_length"], first["utr3_length"]) == (
-        "MAWNDCHEKLIFPSY", 10, 48, 7
+        "MAWNDCHEKLIFPSY",
+        10,
+        48,
+        7,
     )
     minus = table.row(2, named=True)
     assert (minus["strand"], minus["start"], minus["end"], minus["tss"]) == ("-", 33, 96, 95)
@@ -92,7 +120,9 @@ def test_protein_coding_only_unusable_cds_and_non_acgtn(inputs, tmp_path):
     lines.append("ENST00000000004.1\tENSG00000000003.1\t1\t1\t1\t1\t1\t1\t1")
     inputs["tpm"].write_text("\n".join(lines) + "\n")
     report = build(inputs, tmp_path / "all")
-    assert report.kept == 4 and report.non_acgtn_bases == 1 and report.transcripts_with_non_acgtn == 1
+    assert (
+        report.kept == 4 and report.non_acgtn_bases == 1 and report.transcripts_with_non_acgtn == 1
+    )
     assert report.dropped == {"gct_not_in_gtf": 1, "gtf_not_in_gct": 0}
 
     gtf = inputs["gtf"].read_text().replace("51\t80\t.\t+\t2", "51\t80\t.\t+\t0")
@@ -100,7 +130,10 @@ def test_protein_coding_only_unusable_cds_and_non_acgtn(inputs, tmp_path):
     report = build(inputs, tmp_path / "coding", protein_coding_only=True)
     assert report.kept == 1  # ENST...03
     assert report.dropped == {
-        "gct_not_in_gtf": 1, "gtf_not_in_gct": 0, "non_coding": 2, "unusable_cds_phase_mismatch": 1
+        "gct_not_in_gtf": 1,
+        "gtf_not_in_gct": 0,
+        "non_coding": 2,
+        "unusable_cds_phase_mismatch": 1,
     }
 
 
@@ -112,8 +145,10 @@ def test_tissue_without_samples_gives_nan_targets(inputs, tmp_path):
 
 def test_bad_inputs_leave_no_dataset(inputs, tmp_path):
     inputs["fasta"].write_text(FILES.joinpath("genome.fa").read_text().split(">chr2")[0])
-    with pytest.raises(InputFormatError, match="annotation.gtf:19: transcript ENST00000000003.2: "
-                                               "chromosome 'chr2' is not in FASTA"):
+    with pytest.raises(
+        InputFormatError,
+        match="annotation.gtf:19: transcript ENST00000000003.2: chromosome 'chr2' is not in FASTA",
+    ):
         build(inputs, tmp_path / "dataset")
     inputs["tpm"].write_text(inputs["tpm"].read_text().replace("\t9\t", "\tnine\t"))
     with pytest.raises(InputFormatError, match="gtex_transcript_tpm.gct:5: column 5: TPM 'nine'"):

@@ -112,8 +112,20 @@ def test_missing_and_non_fasta_files_are_input_errors(tmp_path):
         Genome(ragged)
 
 
+def test_bgzipped_fasta_reads_like_the_plain_one(tmp_path, genome):
+    from Bio import bgzf
+
+    packed = tmp_path / "packed.fa.gz"
+    with bgzf.BgzfWriter(str(packed), "wb") as out:
+        out.write((FILES / "genome.fa").read_bytes())
+    with Genome(packed) as bgzipped:
+        assert bgzipped.chroms == genome.chroms
+        assert bgzipped.fetch("chr3", 0, 60) == CHR3
+        assert bgzipped.window("chr1", 5, "-", 12) == genome.window("chr1", 5, "-", 12)
+
+
 def test_plain_gzip_fasta_is_refused_with_a_hint(tmp_path):
-    # pyfaidx reads only block-gzipped (bgzip) FASTA, and that needs Biopython.
+    # pyfaidx reads only block-gzipped (bgzip) FASTA, not plain gzip.
     packed = tmp_path / "genome.fa.gz"
     with gzip.open(packed, "wb") as out:
         out.write((FILES / "genome.fa").read_bytes())

@@ -23,8 +23,21 @@ from isoformer.data.schema import METADATA_FILE, TRANSCRIPTS_FILE
 from isoformer.errors import InputFormatError, IsoformerError
 
 FILES = Path(__file__).parent / "files"
-HEADER = ["transcript_id_gtex", "gene_id_gtex", "split", "chr", "strand", "start", "end", "5UTR",
-          "3UTR", "RNA", "CDS", "Protein", *TISSUES]
+HEADER = [
+    "transcript_id_gtex",
+    "gene_id_gtex",
+    "split",
+    "chr",
+    "strand",
+    "start",
+    "end",
+    "5UTR",
+    "3UTR",
+    "RNA",
+    "CDS",
+    "Protein",
+    *TISSUES,
+]
 
 
 def write_csv(path: Path, rows: list[dict[str, str]], header: list[str] = HEADER) -> Path:
@@ -36,14 +49,37 @@ def write_csv(path: Path, rows: list[dict[str, str]], header: list[str] = HEADER
 
 
 def rows() -> list[dict[str, str]]:
-    plus = {"transcript_id_gtex": "ENST00000000001.1", "gene_id_gtex": "ENSG00000000001.1",
-            "split": "train", "chr": "1", "strand": "+", "start": "11", "end": "115",
-            "5UTR": "GGACTCAGCA", "3UTR": "GCAUUCA", "RNA": "ggacucagcaAUGGCCUGG", "CDS": "",
-            "Protein": "MAW*", **{t: str(0.5 * i) for i, t in enumerate(TISSUES)}}
-    minus = {**plus, "transcript_id_gtex": "ENST00000000003.2", "gene_id_gtex": "ENSG00000000002.3",
-             "split": "validation", "chr": "chr2", "strand": "-1", "start": "34", "end": "96",
-             "5UTR": "0", "3UTR": "6", "CDS": "32", "RNA": "GCAAACGUUCAGGACUUAUUCAAUGGGUUUGACCUGAA",
-             "Protein": "KRSGLIQWV", "Brain": ""}
+    plus = {
+        "transcript_id_gtex": "ENST00000000001.1",
+        "gene_id_gtex": "ENSG00000000001.1",
+        "split": "train",
+        "chr": "1",
+        "strand": "+",
+        "start": "11",
+        "end": "115",
+        "5UTR": "GGACTCAGCA",
+        "3UTR": "GCAUUCA",
+        "RNA": "ggacucagcaAUGGCCUGG",
+        "CDS": "",
+        "Protein": "MAW*",
+        **{t: str(0.5 * i) for i, t in enumerate(TISSUES)},
+    }
+    minus = {
+        **plus,
+        "transcript_id_gtex": "ENST00000000003.2",
+        "gene_id_gtex": "ENSG00000000002.3",
+        "split": "validation",
+        "chr": "chr2",
+        "strand": "-1",
+        "start": "34",
+        "end": "96",
+        "5UTR": "0",
+        "3UTR": "6",
+        "CDS": "32",
+        "RNA": "GCAAACGUUCAGGACUUAUUCAAUGGGUUUGACCUGAA",
+        "Protein": "KRSGLIQWV",
+        "Brain": "",
+    }
     return [plus, minus]
 
 
@@ -59,9 +95,19 @@ def test_import(tmp_path, fasta):
     table = pl.read_parquet(out / TRANSCRIPTS_FILE)
     plus, minus = table.rows(named=True)
     assert (plus["chrom"], plus["strand"], plus["start"], plus["end"], plus["tss"]) == (
-        "chr1", "+", 10, 115, 10)
+        "chr1",
+        "+",
+        10,
+        115,
+        10,
+    )
     assert (minus["chrom"], minus["strand"], minus["start"], minus["end"], minus["tss"]) == (
-        "chr2", "-", 33, 96, 95)
+        "chr2",
+        "-",
+        33,
+        96,
+        95,
+    )
     assert plus["rna"] == "GGACTCAGCAATGGCCTGG" and plus["protein"] == "MAW"
     # 5'UTR/3'UTR given as sequences (10, 7 bases), CDS left to the rest: 19 - 17 = 2.
     assert (plus["utr5_length"], plus["cds_length"], plus["utr3_length"]) == (10, 2, 7)
@@ -81,10 +127,15 @@ def test_import(tmp_path, fasta):
 
 def test_column_overrides(tmp_path, fasta):
     header = [("tx" if h == "transcript_id_gtex" else h) for h in HEADER]
-    data = [{("tx" if k == "transcript_id_gtex" else k): v for k, v in row.items()} for row in rows()]
+    data = [
+        {("tx" if k == "transcript_id_gtex" else k): v for k, v in row.items()} for row in rows()
+    ]
     csv_path = write_csv(tmp_path / "renamed.csv", data, header)
-    with pytest.raises(InputFormatError, match=r"missing columns \(transcript_id -> "
-                                               r"'transcript_id_gtex'\); columns found: tx, "):
+    with pytest.raises(
+        InputFormatError,
+        match=r"missing columns \(transcript_id -> "
+        r"'transcript_id_gtex'\); columns found: tx, ",
+    ):
         import_instadeep(csv_path, fasta, tmp_path / "a")
     assert not (tmp_path / "a").exists()
     overrides = parse_column_overrides(["transcript_id=tx"])

@@ -20,9 +20,13 @@ log = logging.getLogger("isoformer")
 
 # ----------------------------------------------------------------------------------------- data
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("simulate", help="write a simulated study in the real GTEx/GENCODE/FASTA formats")
+    p = sub.add_parser(
+        "simulate", help="write a simulated study in the real GTEx/GENCODE/FASTA formats"
+    )
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--n-genes", type=int, default=None, help="number of genes (default: the demo size)")
+    p.add_argument(
+        "--n-genes", type=int, default=None, help="number of genes (default: the demo size)"
+    )
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -34,56 +38,106 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
 
 def _add_build(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build", help="build the IsoFormer dataset from FASTA + GTF + GCT + sample attributes")
-    p.add_argument("--fasta", type=Path, required=True, help="genome FASTA (plain or bgzipped, indexed on demand)")
+    p = sub.add_parser(
+        "build", help="build the IsoFormer dataset from FASTA + GTF + GCT + sample attributes"
+    )
+    p.add_argument(
+        "--fasta",
+        type=Path,
+        required=True,
+        help="genome FASTA (plain or bgzipped, indexed on demand)",
+    )
     p.add_argument("--gtf", type=Path, required=True, help="GENCODE GTF (plain or .gz)")
     p.add_argument("--tpm", type=Path, required=True, help="GTEx transcript TPM GCT (plain or .gz)")
-    p.add_argument("--samples", type=Path, required=True, help="GTEx sample attributes (SAMPID, SMTS)")
+    p.add_argument(
+        "--samples", type=Path, required=True, help="GTEx sample attributes (SAMPID, SMTS)"
+    )
     p.add_argument("--out", type=Path, required=True, help="dataset directory to create")
-    p.add_argument("--tissues", nargs="+", default=None, help="SMTS tissue names (default: the 30 of IsoFormer)")
-    p.add_argument("--dna-length", type=int, default=DEFAULT_DNA_LENGTH, help="default DNA window (bp)")
+    p.add_argument(
+        "--tissues",
+        nargs="+",
+        default=None,
+        help="SMTS tissue names (default: the 30 of IsoFormer)",
+    )
+    p.add_argument(
+        "--dna-length", type=int, default=DEFAULT_DNA_LENGTH, help="default DNA window (bp)"
+    )
     p.add_argument("--val-fraction", type=float, default=0.05)
     p.add_argument("--test-fraction", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0, help="seed of the gene-level split")
-    p.add_argument("--protein-coding-only", action="store_true", help="keep protein_coding transcripts only")
+    p.add_argument(
+        "--protein-coding-only", action="store_true", help="keep protein_coding transcripts only"
+    )
 
 
 def _run_build(args: argparse.Namespace) -> int:
     from isoformer.data.build import build_dataset
 
     build_dataset(
-        fasta=args.fasta, gtf=args.gtf, tpm=args.tpm, samples=args.samples, out=args.out,
-        tissues=args.tissues, dna_length=args.dna_length, val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction, seed=args.seed, protein_coding_only=args.protein_coding_only,
+        fasta=args.fasta,
+        gtf=args.gtf,
+        tpm=args.tpm,
+        samples=args.samples,
+        out=args.out,
+        tissues=args.tissues,
+        dna_length=args.dna_length,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        protein_coding_only=args.protein_coding_only,
     )
     return 0
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write dataset records as JSON lines (the prediction input format)")
+    p = sub.add_parser(
+        "export", help="write dataset records as JSON lines (the prediction input format)"
+    )
     p.add_argument("--data", type=Path, required=True, help="dataset directory from `build`")
     p.add_argument("--output", type=Path, required=True, help="JSONL file to write")
     p.add_argument("--split", default=None, help="train, valid or test (default: all)")
     p.add_argument("--limit", type=int, default=None, help="write at most N records")
-    p.add_argument("--dna-length", type=int, default=None, help="DNA window (default: the dataset's)")
-    p.add_argument("--fasta", type=Path, default=None, help="genome FASTA (default: the one the dataset was built from)")
+    p.add_argument(
+        "--dna-length", type=int, default=None, help="DNA window (default: the dataset's)"
+    )
+    p.add_argument(
+        "--fasta",
+        type=Path,
+        default=None,
+        help="genome FASTA (default: the one the dataset was built from)",
+    )
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from isoformer.data.export import export_jsonl
 
-    export_jsonl(args.data, args.output, split=args.split, limit=args.limit,
-                 dna_length=args.dna_length, fasta=args.fasta)
+    export_jsonl(
+        args.data,
+        args.output,
+        split=args.split,
+        limit=args.limit,
+        dna_length=args.dna_length,
+        fasta=args.fasta,
+    )
     return 0
 
 
 def _add_import_instadeep(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import-instadeep", help="convert InstaDeep's published GTEx_final.csv into a dataset")
+    p = sub.add_parser(
+        "import-instadeep", help="convert InstaDeep's published GTEx_final.csv into a dataset"
+    )
     p.add_argument("--csv", type=Path, required=True, help="GTEx_final.csv")
-    p.add_argument("--fasta", type=Path, required=True, help="hg38 FASTA the CSV's coordinates refer to")
+    p.add_argument(
+        "--fasta", type=Path, required=True, help="hg38 FASTA the CSV's coordinates refer to"
+    )
     p.add_argument("--out", type=Path, required=True, help="dataset directory to create")
-    p.add_argument("--column", action="append", default=[], metavar="OURS=THEIRS",
-                   help="override a column mapping, e.g. --column transcript_id=transcript_id_gtex")
+    p.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="OURS=THEIRS",
+        help="override a column mapping, e.g. --column transcript_id=transcript_id_gtex",
+    )
 
 
 def _run_import_instadeep(args: argparse.Namespace) -> int:
@@ -96,10 +150,12 @@ def _run_import_instadeep(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------- training
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train an IsoFormer run (resumes RUN/checkpoints/last.ckpt when present)",
+        "train",
+        help="train an IsoFormer run (resumes RUN/checkpoints/last.ckpt when present)",
         epilog="Any config field can follow as an override (see `isoformer.model.config`). Running "
-               "train again on an existing RUN with the same config resumes it; a different config is "
-               "refused unless --overwrite.")
+        "train again on an existing RUN with the same config resumes it; a different config is "
+        "refused unless --overwrite.",
+    )
     p.add_argument("--data", type=Path, required=True, help="dataset directory from `build`")
     p.add_argument("--preset", default="tiny", help="tiny | paper | paper-nt (default: tiny)")
     p.add_argument("--out", type=Path, required=True, help="run directory to create or resume")
@@ -119,17 +175,29 @@ def _run_train(args: argparse.Namespace) -> int:
         modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown or not modalities:
-            raise IsoformerError(f"--modalities {args.modalities!r}: choose a non-empty subset of "
-                                 f"{','.join(MODALITIES)}")
-    run = train(args.data, args.preset, args.out, overrides=args.overrides, modalities=modalities,
-                seed=args.seed, max_epochs=args.max_epochs, overwrite=args.overwrite,
-                progress=not args.no_progress)
+            raise IsoformerError(
+                f"--modalities {args.modalities!r}: choose a non-empty subset of "
+                f"{','.join(MODALITIES)}"
+            )
+    run = train(
+        args.data,
+        args.preset,
+        args.out,
+        overrides=args.overrides,
+        modalities=modalities,
+        seed=args.seed,
+        max_epochs=args.max_epochs,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
     print(f"run written to {run}")
     return 0
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score a run on a dataset split: metrics JSON + figures in RUN/")
+    p = sub.add_parser(
+        "evaluate", help="score a run on a dataset split: metrics JSON + figures in RUN/"
+    )
     p.add_argument("--run", type=Path, required=True, help="run directory from `train`")
     p.add_argument("--data", type=Path, required=True, help="dataset directory from `build`")
     p.add_argument("--split", default="test", help="train, valid or test (default: test)")
@@ -140,26 +208,39 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from isoformer.training.evaluate import evaluate_run
 
-    report = evaluate_run(args.run, args.data, split=args.split, batch_size=args.batch_size, fasta=args.fasta)
+    report = evaluate_run(
+        args.run, args.data, split=args.split, batch_size=args.batch_size, fasta=args.fasta
+    )
 
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
     mean = report["mean"]
-    print(f"{args.split}: {report['n_transcripts']} transcripts, {len(report['per_tissue'])} tissues")
-    print(f"mean over tissues: R2 {fmt(mean['r2'])}  Spearman {fmt(mean['spearman'])}  "
-          f"Pearson {fmt(mean['pearson'])}")
+    print(
+        f"{args.split}: {report['n_transcripts']} transcripts, {len(report['per_tissue'])} tissues"
+    )
+    print(
+        f"mean over tissues: R2 {fmt(mean['r2'])}  Spearman {fmt(mean['spearman'])}  "
+        f"Pearson {fmt(mean['pearson'])}"
+    )
     print(f"isoform-ranking Spearman: {fmt(report['isoform_spearman'])}")
-    print(f"written: {args.run / f'metrics_{args.split}.json'}, {args.run / 'r2_per_tissue.png'}, "
-          f"{args.run / f'predicted_vs_observed_{args.split}.png'}")
+    print(
+        f"written: {args.run / f'metrics_{args.split}.json'}, {args.run / 'r2_per_tissue.png'}, "
+        f"{args.run / f'predicted_vs_observed_{args.split}.png'}"
+    )
     return 0
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="predict expression per tissue for JSON/JSONL records",
-                       epilog="Exit code 1 when some records failed; each has an 'error' field.")
+    p = sub.add_parser(
+        "predict",
+        help="predict expression per tissue for JSON/JSONL records",
+        epilog="Exit code 1 when some records failed; each has an 'error' field.",
+    )
     p.add_argument("--run", type=Path, required=True, help="run directory from `train`")
-    p.add_argument("--input", type=Path, required=True, help="records (.jsonl, or .json: object or list)")
+    p.add_argument(
+        "--input", type=Path, required=True, help="records (.jsonl, or .json: object or list)"
+    )
     p.add_argument("--output", type=Path, required=True, help="JSONL file to write")
     p.add_argument("--batch-size", type=int, default=16)
 
@@ -169,8 +250,11 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     summary = predict_file(args.run, args.input, args.output, batch_size=args.batch_size)
     if summary.n_failed:
-        print(f"isoformer predict: {summary.n_failed} of {summary.n_records} records failed "
-              f"(see their 'error' field in {summary.output})", file=sys.stderr)
+        print(
+            f"isoformer predict: {summary.n_failed} of {summary.n_records} records failed "
+            f"(see their 'error' field in {summary.output})",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -178,11 +262,15 @@ def _run_predict(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------- demo
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo", help="simulate, build, train the full and single-modality tiny models, compare",
+        "demo",
+        help="simulate, build, train the full and single-modality tiny models, compare",
         epilog="Exit code 1 when the full model does not beat every single-modality model by the "
-               "margin in DIR/summary.md. Config overrides (e.g. training.lr=3e-4) apply to all runs.")
+        "margin in DIR/summary.md. Config overrides (e.g. training.lr=3e-4) apply to all runs.",
+    )
     p.add_argument("--out", type=Path, required=True, help="demo directory to create")
-    p.add_argument("--n-genes", type=int, default=None, help="simulated genes (default: the demo size)")
+    p.add_argument(
+        "--n-genes", type=int, default=None, help="simulated genes (default: the demo size)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the simulation, split and training")
     p.add_argument("--max-epochs", type=int, default=None, help="default: the tiny preset's")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
@@ -192,12 +280,20 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from isoformer.analysis.demo import run_demo, summary_markdown
 
-    result = run_demo(args.out, n_genes=args.n_genes, seed=args.seed, max_epochs=args.max_epochs,
-                      overrides=tuple(args.overrides), overwrite=args.overwrite,
-                      progress=not args.no_progress)
+    result = run_demo(
+        args.out,
+        n_genes=args.n_genes,
+        seed=args.seed,
+        max_epochs=args.max_epochs,
+        overrides=tuple(args.overrides),
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
     print(summary_markdown(result))
-    print(f"written: {args.out / 'summary.md'}, {args.out / 'summary.json'}, "
-          f"{args.out / 'demo_r2.png'}")
+    print(
+        f"written: {args.out / 'summary.md'}, {args.out / 'summary.json'}, "
+        f"{args.out / 'demo_r2.png'}"
+    )
     return 0 if result.fusion_wins else 1
 
 
@@ -230,15 +326,21 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command not in ("train", "demo"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     try:
         return COMMANDS[args.command][1](args)
     except IsoformerError as err:
         print(f"isoformer {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # unreadable / unwritable files: name the file, no traceback
-        print(f"isoformer {args.command}: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        print(
+            f"isoformer {args.command}: error: {err.filename or ''}: {err.strerror or err}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"isoformer {args.command}: interrupted", file=sys.stderr)

@@ -1,13 +1,39 @@
-"""Names used across layers: tissues, modalities, dataset columns and batch keys, each defined once."""
+"""Names used across layers: tissues, modalities, dataset columns, batch keys; each defined once."""
 
 from typing import Literal
 
-# GTEx v8 `SMTS` values in the column order of the published IsoFormer dataset (Bone Marrow left out).
+# GTEx v8 `SMTS` values in the column order of the published IsoFormer dataset (no Bone Marrow).
 TISSUES: tuple[str, ...] = (
-    "Adipose Tissue", "Adrenal Gland", "Bladder", "Blood", "Blood Vessel", "Brain", "Breast",
-    "Cervix Uteri", "Colon", "Esophagus", "Fallopian Tube", "Heart", "Kidney", "Liver", "Lung",
-    "Muscle", "Nerve", "Ovary", "Pancreas", "Pituitary", "Prostate", "Salivary Gland", "Skin",
-    "Small Intestine", "Spleen", "Stomach", "Testis", "Thyroid", "Uterus", "Vagina",
+    "Adipose Tissue",
+    "Adrenal Gland",
+    "Bladder",
+    "Blood",
+    "Blood Vessel",
+    "Brain",
+    "Breast",
+    "Cervix Uteri",
+    "Colon",
+    "Esophagus",
+    "Fallopian Tube",
+    "Heart",
+    "Kidney",
+    "Liver",
+    "Lung",
+    "Muscle",
+    "Nerve",
+    "Ovary",
+    "Pancreas",
+    "Pituitary",
+    "Prostate",
+    "Salivary Gland",
+    "Skin",
+    "Small Intestine",
+    "Spleen",
+    "Stomach",
+    "Testis",
+    "Thyroid",
+    "Uterus",
+    "Vagina",
 )
 
 Modality = Literal["dna", "rna", "protein"]
@@ -23,7 +49,9 @@ DNA_SEQUENCE = "dna_sequence"
 RNA_SEQUENCE = "rna_sequence"
 PROTEIN_SEQUENCE = "protein_sequence"
 SEQUENCE_KEYS: dict[Modality, str] = {
-    "dna": DNA_SEQUENCE, "rna": RNA_SEQUENCE, "protein": PROTEIN_SEQUENCE,
+    "dna": DNA_SEQUENCE,
+    "rna": RNA_SEQUENCE,
+    "protein": PROTEIN_SEQUENCE,
 }
 TARGETS = "targets"
 TRANSCRIPT_ID = "transcript_id"

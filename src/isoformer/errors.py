@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 class IsoformerError(Exception):
-    """Bad input or configuration a user can fix; the message names the file/record and the problem."""
+    """Bad input or configuration a user can fix; the message names the file/record and problem."""
 
 
 class InputFormatError(IsoformerError):

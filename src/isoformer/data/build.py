@@ -66,7 +66,7 @@ def build_dataset(
     protein_coding_only: bool = False,
     progress: bool = True,
 ) -> BuildReport:
-    """Build `out/transcripts.parquet` + `out/metadata.json`; refuses an existing non-empty `out`."""
+    """Build `out/transcripts.parquet` + `out/metadata.json`; refuses a non-empty `out`."""
     fasta, gtf, tpm, samples, out = (Path(p) for p in (fasta, gtf, tpm, samples, out))
     tissues = check_tissues(tissues)
     if dna_length < 1:
@@ -112,11 +112,19 @@ def build_dataset(
             non_acgtn += seqs.non_acgtn
             transcripts_with_non_acgtn += seqs.non_acgtn > 0
             for column, value in (
-                ("transcript_id", tx.transcript_id), ("gene_id", tx.gene_id),
-                ("gene_name", tx.gene_name), ("transcript_type", tx.transcript_type),
-                ("chrom", tx.chrom), ("strand", tx.strand), ("start", tx.start), ("end", tx.end),
-                ("tss", tx.tss), ("rna", seqs.rna), ("protein", seqs.protein),
-                ("utr5_length", seqs.utr5_length), ("cds_length", seqs.cds_length),
+                ("transcript_id", tx.transcript_id),
+                ("gene_id", tx.gene_id),
+                ("gene_name", tx.gene_name),
+                ("transcript_type", tx.transcript_type),
+                ("chrom", tx.chrom),
+                ("strand", tx.strand),
+                ("start", tx.start),
+                ("end", tx.end),
+                ("tss", tx.tss),
+                ("rna", seqs.rna),
+                ("protein", seqs.protein),
+                ("utr5_length", seqs.utr5_length),
+                ("cds_length", seqs.cds_length),
                 ("utr3_length", seqs.utr3_length),
             ):
                 rows[column].append(value)
@@ -139,12 +147,19 @@ def build_dataset(
     )
     metadata = {
         **base_metadata(tissues, dna_length, fasta),
-        "inputs": {role: describe_file(p) for role, p in
-                   (("fasta", fasta), ("gtf", gtf), ("tpm", tpm), ("samples", samples))},
+        "inputs": {
+            role: describe_file(p)
+            for role, p in (("fasta", fasta), ("gtf", gtf), ("tpm", tpm), ("samples", samples))
+        },
         "protein_coding_only": protein_coding_only,
-        "split": {"method": "gene", "seed": seed, "val_fraction": val_fraction,
-                  "test_fraction": test_fraction, "transcripts": report.split_transcripts,
-                  "genes": report.split_genes},
+        "split": {
+            "method": "gene",
+            "seed": seed,
+            "val_fraction": val_fraction,
+            "test_fraction": test_fraction,
+            "transcripts": report.split_transcripts,
+            "genes": report.split_genes,
+        },
         "samples_per_tissue": expression.samples_per_tissue,
         "counts": {
             "kept": report.kept,
@@ -160,10 +175,15 @@ def build_dataset(
     log.info(
         "%s: %d transcripts kept (train/valid/test %s), dropped: %s; %d non-ACGTN bases read N; "
         "%d samples of other tissues ignored%s",
-        out, report.kept, "/".join(str(report.split_transcripts[s]) for s in SPLITS),
-        _format_counts(dropped), non_acgtn, sum(report.ignored_samples.values()),
+        out,
+        report.kept,
+        "/".join(str(report.split_transcripts[s]) for s in SPLITS),
+        _format_counts(dropped),
+        non_acgtn,
+        sum(report.ignored_samples.values()),
         f"; NaN targets for tissues without samples: {', '.join(report.tissues_without_samples)}"
-        if report.tissues_without_samples else "",
+        if report.tissues_without_samples
+        else "",
     )
     return report
 
@@ -184,17 +204,23 @@ def check_tissues(tissues: Sequence[str] | None) -> list[str]:
 
 def check_output_dir(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise IsoformerError(f"{out} already exists and is not empty; choose another --out or remove it")
+        raise IsoformerError(
+            f"{out} already exists and is not empty; choose another --out or remove it"
+        )
 
 
 def make_table(
     rows: dict[str, list[Any]], splits: list[str], tissues: list[str], targets: np.ndarray
 ) -> pl.DataFrame:
-    """transcripts.parquet's table: the schema columns in order, then one float32 column per tissue."""
+    """transcripts.parquet's table: the schema columns, then one float32 column per tissue."""
     columns: dict[str, pl.Series] = {}
     for column in TRANSCRIPT_COLUMNS:
         values = splits if column == "split" else rows[column]
-        dtype = pl.Int64 if column in ("start", "end", "tss") or column.endswith("_length") else pl.String
+        dtype = (
+            pl.Int64
+            if column in ("start", "end", "tss") or column.endswith("_length")
+            else pl.String
+        )
         columns[column] = pl.Series(column, values, dtype=dtype)
     for t, tissue in enumerate(tissues):
         columns[tissue] = pl.Series(tissue, targets[:, t], dtype=pl.Float32)
@@ -218,8 +244,12 @@ def describe_file(path: Path) -> dict[str, Any]:
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 22):
             digest.update(chunk)
-    return {"name": path.name, "path": str(path.resolve()), "size": path.stat().st_size,
-            "sha256": digest.hexdigest()}
+    return {
+        "name": path.name,
+        "path": str(path.resolve()),
+        "size": path.stat().st_size,
+        "sha256": digest.hexdigest(),
+    }
 
 
 def write_dataset(table: pl.DataFrame, metadata: dict[str, Any], out: Path) -> None:

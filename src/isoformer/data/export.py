@@ -49,7 +49,11 @@ def export_jsonl(
     n = len(dataset) if limit is None else min(limit, len(dataset))
     output.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=output.parent, prefix=f".{output.name}.", suffix=".partial",
+        "w",
+        encoding="utf-8",
+        dir=output.parent,
+        prefix=f".{output.name}.",
+        suffix=".partial",
         delete=False,
     )
     try:
@@ -67,7 +71,9 @@ def export_jsonl(
                     PROTEIN_SEQUENCE: item[PROTEIN_SEQUENCE],
                     TARGETS: {
                         tissue: None if math.isnan(value) else float(value)
-                        for tissue, value in zip(dataset.tissues, item[TARGETS].tolist(), strict=True)
+                        for tissue, value in zip(
+                            dataset.tissues, item[TARGETS].tolist(), strict=True
+                        )
                     },
                 }
                 handle.write(json.dumps(record) + "\n")

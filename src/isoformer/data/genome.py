@@ -1,8 +1,8 @@
 """Indexed genome FASTA: 0-based half-open random access, N-padding, strand-aware TSS windows.
 
 pyfaidx does the indexing (it writes `<fasta>.fai` next to the file when missing or stale) and
-the reading; plain FASTA works out of the box, bgzipped FASTA (`.fa.gz` from `bgzip`) needs
-Biopython, which pyfaidx imports on demand.
+the reading of plain and bgzipped FASTA (`.fa.gz` from `bgzip`, through Biopython's bgzf); a
+plain-gzip FASTA cannot be indexed and is refused with a hint.
 """
 
 from __future__ import annotations
@@ -52,10 +52,6 @@ class Genome:
             raise InputFormatError(self.path, "FASTA file not found")
         try:
             self._fasta = pyfaidx.Fasta(str(self.path), as_raw=True, sequence_always_upper=True)
-        except ImportError as err:  # bgzipped FASTA without Biopython
-            raise InputFormatError(
-                self.path, f"{err} (pip install biopython, or decompress the FASTA)"
-            ) from None
         except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat) as err:
             raise InputFormatError(self.path, f"not a usable FASTA file: {err}") from None
         except (OSError, UnicodeDecodeError, ValueError) as err:

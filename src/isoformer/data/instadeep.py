@@ -52,11 +52,21 @@ REQUIRED_COLUMNS: dict[str, str] = {
     **{tissue: tissue for tissue in TISSUES},
 }
 OPTIONAL_COLUMNS: dict[str, str] = {
-    "utr5": "5UTR", "cds": "CDS", "utr3": "3UTR", "gene_name": "gene_name",
+    "utr5": "5UTR",
+    "cds": "CDS",
+    "utr3": "3UTR",
+    "gene_name": "gene_name",
     "transcript_type": "transcript_type",
 }
-SPLIT_NAMES = {"train": "train", "test": "test", "valid": "valid", "validation": "valid",
-               "val": "valid", "eval": "valid", "evaluation": "valid"}
+SPLIT_NAMES = {
+    "train": "train",
+    "test": "test",
+    "valid": "valid",
+    "validation": "valid",
+    "val": "valid",
+    "eval": "valid",
+    "evaluation": "valid",
+}
 STRANDS = {"+": "+", "-": "-", "1": "+", "+1": "+", "-1": "-"}
 
 
@@ -92,8 +102,11 @@ def import_instadeep(
         frame = pl.read_csv(csv, infer_schema=False)  # all columns as strings; empty -> null
     except (pl.exceptions.PolarsError, OSError) as err:
         raise InputFormatError(csv, f"not a readable CSV ({err})") from None
-    missing = [f"{ours} -> {mapping[ours]!r}" for ours in REQUIRED_COLUMNS
-               if mapping[ours] not in frame.columns]
+    missing = [
+        f"{ours} -> {mapping[ours]!r}"
+        for ours in REQUIRED_COLUMNS
+        if mapping[ours] not in frame.columns
+    ]
     if missing:
         raise InputFormatError(
             csv,
@@ -103,9 +116,25 @@ def import_instadeep(
     present = {ours for ours in OPTIONAL_COLUMNS if mapping[ours] in frame.columns}
     tissues = list(TISSUES)
 
-    rows: dict[str, list[Any]] = {c: [] for c in (
-        "transcript_id", "gene_id", "gene_name", "transcript_type", "chrom", "strand", "start",
-        "end", "tss", "rna", "protein", "utr5_length", "cds_length", "utr3_length")}
+    rows: dict[str, list[Any]] = {
+        c: []
+        for c in (
+            "transcript_id",
+            "gene_id",
+            "gene_name",
+            "transcript_type",
+            "chrom",
+            "strand",
+            "start",
+            "end",
+            "tss",
+            "rna",
+            "protein",
+            "utr5_length",
+            "cds_length",
+            "utr3_length",
+        )
+    }
     splits: list[str] = []
     counts = {"non_acgtn_bases": 0, "missing_targets": 0, "utr_lengths_unknown": 0}
     targets = np.empty((frame.height, len(tissues)), dtype=np.float32)
@@ -156,19 +185,28 @@ def import_instadeep(
                     raise fail(f"{mapping[tissue]}: target {text[:20]!r} is not a number") from None
                 counts["missing_targets"] += not text
             for column, value in (
-                ("transcript_id", transcript_id), ("gene_id", get("gene_id")),
+                ("transcript_id", transcript_id),
+                ("gene_id", get("gene_id")),
                 ("gene_name", get("gene_name") if "gene_name" in present else ""),
                 ("transcript_type", get("transcript_type") if "transcript_type" in present else ""),
-                ("chrom", chrom), ("strand", strand), ("start", start), ("end", end),
-                ("tss", start if strand == "+" else end - 1), ("rna", rna), ("protein", protein),
-                ("utr5_length", utr5), ("cds_length", cds), ("utr3_length", utr3),
+                ("chrom", chrom),
+                ("strand", strand),
+                ("start", start),
+                ("end", end),
+                ("tss", start if strand == "+" else end - 1),
+                ("rna", rna),
+                ("protein", protein),
+                ("utr5_length", utr5),
+                ("cds_length", cds),
+                ("utr3_length", utr3),
             ):
                 rows[column].append(value)
             splits.append(split)
 
     table = make_table(rows, splits, tissues, targets)
-    genes_in_several = table.group_by("gene_id").agg(pl.col("split").n_unique()).filter(
-        pl.col("split") > 1).height
+    genes_in_several = (
+        table.group_by("gene_id").agg(pl.col("split").n_unique()).filter(pl.col("split") > 1).height
+    )
     if genes_in_several:
         log.warning("%s: %d genes have isoforms in several splits", csv, genes_in_several)
     metadata = {
@@ -177,13 +215,21 @@ def import_instadeep(
         "inputs": {"csv": describe_file(csv), "fasta": describe_file(fasta)},
         "column_mapping": {ours: mapping[ours] for ours in [*REQUIRED_COLUMNS, *sorted(present)]},
         "coordinates": "CSV start/end read as 1-based closed",
-        "split": {"method": "from csv", "transcripts": dict(table["split"].value_counts().iter_rows()),
-                  "genes_in_several_splits": genes_in_several},
+        "split": {
+            "method": "from csv",
+            "transcripts": dict(table["split"].value_counts().iter_rows()),
+            "genes_in_several_splits": genes_in_several,
+        },
         "counts": {"kept": table.height, "dropped": {}, **counts},
     }
     write_dataset(table, metadata, out)
-    log.info("%s: %d transcripts imported from %s (%s)", out, table.height, csv,
-             ", ".join(f"{k} {v}" for k, v in counts.items()))
+    log.info(
+        "%s: %d transcripts imported from %s (%s)",
+        out,
+        table.height,
+        csv,
+        ", ".join(f"{k} {v}" for k, v in counts.items()),
+    )
     return table.height
 
 
@@ -198,8 +244,9 @@ def _chrom_names(csv: Path, genome: Genome, names: list[str | None]) -> dict[str
         found = next((c for c in candidates if genome.has(c)), None)
         if found is None:
             raise InputFormatError(
-                csv, f"chromosome {name!r} is not in FASTA {genome.path} (it has "
-                f"{', '.join(genome.chroms[:10])}{'...' if len(genome.chroms) > 10 else ''})"
+                csv,
+                f"chromosome {name!r} is not in FASTA {genome.path} (it has "
+                f"{', '.join(genome.chroms[:10])}{'...' if len(genome.chroms) > 10 else ''})",
             )
         resolved[name] = found
     return resolved

@@ -1,4 +1,4 @@
-"""The dataset on disk: `DATASET/transcripts.parquet` (one row per transcript) + `DATASET/metadata.json`.
+"""The dataset on disk: `DATASET/transcripts.parquet` (a row per transcript) and `metadata.json`.
 
 Columns of transcripts.parquet, in this order, then one float32 column per tissue named exactly
 as the tissue (log(1 + mean TPM)):
@@ -21,8 +21,21 @@ time, so one dataset serves any window length.
 """
 
 TRANSCRIPT_COLUMNS: tuple[str, ...] = (
-    "transcript_id", "gene_id", "gene_name", "transcript_type", "chrom", "strand", "start", "end",
-    "tss", "rna", "protein", "utr5_length", "cds_length", "utr3_length", "split",
+    "transcript_id",
+    "gene_id",
+    "gene_name",
+    "transcript_type",
+    "chrom",
+    "strand",
+    "start",
+    "end",
+    "tss",
+    "rna",
+    "protein",
+    "utr5_length",
+    "cds_length",
+    "utr3_length",
+    "split",
 )
 TRANSCRIPTS_FILE = "transcripts.parquet"
 METADATA_FILE = "metadata.json"

@@ -59,7 +59,7 @@ class SequenceEncoder(nn.Module, ABC):
 
     @abstractmethod
     def tokenize(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Raw sequences -> padded model inputs (a dict of [B, ...] tensors), cropping as configured."""
+        """Raw sequences -> padded model inputs (dict of [B, ...] tensors), cropped by the rule."""
 
     @abstractmethod
     def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
@@ -70,7 +70,7 @@ class SequenceEncoder(nn.Module, ABC):
         return hashlib.sha256(repr(sorted(asdict(self.config).items())).encode()).hexdigest()[:16]
 
     def content_key(self, sequence: str) -> str:
-        """Stable key of (encoder configuration, input sequence), e.g. for a frozen-embedding cache."""
+        """Stable key of (encoder configuration, input sequence), e.g. for an embedding cache."""
         return hashlib.sha256(f"{self.fingerprint()}:{sequence}".encode()).hexdigest()
 
 
@@ -85,6 +85,6 @@ def crop_sequence(sequence: CroppedT, max_length: int, rule: CropRule) -> Croppe
         return sequence[:max_length]
     if rule == "end":
         return sequence[-max_length:]
-    # Centre: drop equally from both sides (one more from the end when odd) so index len//2 stays central.
+    # Centre: drop equally from both sides (one more from the end when odd): len//2 stays central.
     left = (len(sequence) - max_length) // 2
     return sequence[left : left + max_length]
