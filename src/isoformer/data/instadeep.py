@@ -35,6 +35,7 @@ from isoformer.data.build import (
     write_dataset,
 )
 from isoformer.data.genome import Genome, mask_non_acgtn
+from isoformer.data.schema import TRANSCRIPT_COLUMNS
 from isoformer.errors import InputFormatError, IsoformerError
 
 log = logging.getLogger(__name__)
@@ -116,25 +117,8 @@ def import_instadeep(
     present = {ours for ours in OPTIONAL_COLUMNS if mapping[ours] in frame.columns}
     tissues = list(TISSUES)
 
-    rows: dict[str, list[Any]] = {
-        c: []
-        for c in (
-            "transcript_id",
-            "gene_id",
-            "gene_name",
-            "transcript_type",
-            "chrom",
-            "strand",
-            "start",
-            "end",
-            "tss",
-            "rna",
-            "protein",
-            "utr5_length",
-            "cds_length",
-            "utr3_length",
-        )
-    }
+    # Every table column but the split, which the CSV gives per row (collected in `splits`).
+    rows: dict[str, list[Any]] = {c: [] for c in TRANSCRIPT_COLUMNS if c != "split"}
     splits: list[str] = []
     counts = {"non_acgtn_bases": 0, "missing_targets": 0, "utr_lengths_unknown": 0}
     targets = np.empty((frame.height, len(tissues)), dtype=np.float32)

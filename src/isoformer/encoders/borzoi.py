@@ -38,7 +38,7 @@ import torch
 
 from isoformer.encoders.base import CropRule, EncoderConfig, EncoderOutput
 from isoformer.encoders.dna_window import DnaWindowEncoder
-from isoformer.encoders.loading import load_checkpoint
+from isoformer.encoders.loading import load_checkpoint, require_every_weight
 from isoformer.encoders.train_modes import any_trainable, apply_train_mode
 from isoformer.errors import IsoformerError
 
@@ -81,12 +81,7 @@ def _load_borzoi(checkpoint_id: str) -> Borzoi:
     model, info = Borzoi.from_pretrained(
         checkpoint_id, enable_human_head=False, enable_mouse_head=False, output_loading_info=True
     )
-    if info["missing_keys"] or info["mismatched_keys"]:
-        raise IsoformerError(
-            f"borzoi: {checkpoint_id} is not a Borzoi checkpoint (missing tensors: "
-            f"{info['missing_keys'][:5]}, wrong shapes: "
-            f"{[key for key, *_ in info['mismatched_keys']][:5]})"
-        )
+    require_every_weight("borzoi", checkpoint_id, info, "a Borzoi")
     logger.info("borzoi: loaded %s (depth %d, dim %d)", checkpoint_id, model.config.depth,
                 model.config.dim)
     return model

@@ -39,7 +39,7 @@ from torch.utils.checkpoint import checkpoint
 
 from isoformer.encoders.base import CropRule, EncoderConfig, EncoderOutput
 from isoformer.encoders.dna_window import DnaWindowEncoder
-from isoformer.encoders.loading import load_checkpoint
+from isoformer.encoders.loading import load_checkpoint, require_every_weight
 from isoformer.encoders.train_modes import (
     any_trainable,
     apply_train_mode,
@@ -84,12 +84,7 @@ def _load_enformer(checkpoint_id: str) -> Enformer:
     model, info = Enformer.from_pretrained(
         checkpoint_id, output_heads={}, output_loading_info=True
     )
-    if info["missing_keys"] or info["mismatched_keys"]:
-        raise IsoformerError(
-            f"enformer: {checkpoint_id} is not an Enformer checkpoint (missing tensors: "
-            f"{info['missing_keys'][:5]}, wrong shapes: "
-            f"{[key for key, *_ in info['mismatched_keys']][:5]})"
-        )
+    require_every_weight("enformer", checkpoint_id, info, "an Enformer")
     logger.info("enformer: loaded %s (depth %d, dim %d)", checkpoint_id, model.config.depth,
                 model.config.dim)
     return model

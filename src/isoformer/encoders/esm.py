@@ -37,7 +37,7 @@ from isoformer.encoders.base import (
     SequenceEncoder,
     crop_sequence,
 )
-from isoformer.encoders.loading import load_checkpoint
+from isoformer.encoders.loading import load_checkpoint, require_every_weight
 from isoformer.encoders.tokenizers import ProteinTokenizer, pad_token_ids
 from isoformer.encoders.train_modes import (
     any_trainable,
@@ -84,12 +84,9 @@ def _load_esm2(checkpoint: str) -> EsmModel:
         checkpoint, add_pooling_layer=False, output_loading_info=True
     )
     # The contact head is not on the embedding path; everything else must come from the checkpoint.
-    missing = [key for key in info["missing_keys"] if not key.startswith("contact_head")]
-    if missing or info["mismatched_keys"]:
-        raise IsoformerError(
-            f"esm2: {checkpoint} is not an ESM-2 checkpoint (missing tensors: {missing[:5]}, "
-            f"wrong shapes: {[key for key, *_ in info['mismatched_keys']][:5]})"
-        )
+    require_every_weight(
+        "esm2", checkpoint, info, "an ESM-2", optional=lambda key: key.startswith("contact_head")
+    )
     logger.info("esm2: loaded %s (%d layers, width %d)", checkpoint,
                 model.config.num_hidden_layers, model.config.hidden_size)
     return model

@@ -25,6 +25,7 @@ from torch import nn
 from transformers import EsmConfig, EsmForMaskedLM
 from transformers.models.esm.modeling_esm import EsmOutput
 
+from isoformer.encoders.loading import require_every_weight
 from isoformer.errors import IsoformerError
 
 logger = logging.getLogger(__name__)
@@ -161,12 +162,10 @@ def load_nucleotide_transformer(checkpoint: str) -> NucleotideTransformerForMask
     model, info = NucleotideTransformerForMaskedLM.from_pretrained(
         checkpoint, output_loading_info=True
     )
-    missing = [key for key in info["missing_keys"] if key not in model._tied_weights_keys]
-    if missing or info["mismatched_keys"]:
-        raise IsoformerError(
-            f"{checkpoint}: not an NT-v2 checkpoint in the official layout (missing tensors: "
-            f"{missing[:5]}, wrong shapes: {[key for key, *_ in info['mismatched_keys']][:5]})"
-        )
+    require_every_weight(
+        "nucleotide_transformer", checkpoint, info, "an NT-v2",
+        optional=lambda key: key in model._tied_weights_keys,
+    )
     if info["unexpected_keys"]:
         logger.warning(
             "%s: ignored tensors not used by NT-v2: %s", checkpoint, info["unexpected_keys"]
