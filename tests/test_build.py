@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from test_gtex import EXPECTED, TISSUES
 
 from isoformer.data.build import build_dataset
 from isoformer.data.schema import METADATA_FILE, TRANSCRIPT_COLUMNS, TRANSCRIPTS_FILE
 from isoformer.data.splits import split_genes
 from isoformer.errors import InputFormatError, IsoformerError
-from test_gtex import EXPECTED, TISSUES
 
 FILES = Path(__file__).parent / "files"
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from isoformer.cli import main
 from test_build import inputs  # noqa: F401  (fixture)
 from test_instadeep import rows, write_csv
+
+from isoformer.cli import main
 
 TISSUE_ARGS = ["--tissues", "Blood", "Brain", "Liver"]
 

@@ -45,7 +45,7 @@ def test_long_windows_are_centre_cropped_and_counted():
     long = random_dna(2058, 1)[0]  # 10 bp too long: 5 dropped on each side
     exact = encoder.tokenize([long[5:2053]])["one_hot"]
     assert torch.equal(encoder.tokenize([long])["one_hot"], exact)
-    assert (encoder.cropped_sequences, encoder.cropped_bases) == (1, 10)
+    assert (encoder.cropped_sequences, encoder.cropped_units) == (1, 10)
 
 
 def test_short_or_unequal_windows_are_clear_errors():

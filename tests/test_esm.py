@@ -65,12 +65,12 @@ def test_padding_never_changes_a_protein_embedding():
 
 def test_long_protein_keeps_its_n_terminus_and_is_counted(caplog):
     encoder = tiny(max_length=5)
-    with caplog.at_level(logging.INFO, logger="isoformer.encoders.esm"):
+    with caplog.at_level(logging.INFO, logger="isoformer.encoders"):
         inputs = encoder.tokenize(["MKTAYIAK", "MK", "ACDEFG"])
     # MKTAY (crop 3) / MK / ACDEF (crop 1)
     assert inputs["input_ids"][0].tolist() == [0, 20, 15, 11, 5, 19, 2]
     assert inputs["input_ids"][2].tolist() == [0, 5, 23, 13, 9, 18, 2]
-    assert (encoder.cropped_sequences, encoder.cropped_residues) == (2, 4)
+    assert (encoder.cropped_sequences, encoder.cropped_units) == (2, 4)
     assert "cropped 2 of 3 proteins" in caplog.text
     assert tiny(max_length=5, crop="end").tokenize(["MKTAYIAK"])["input_ids"][0].tolist() == [
         0, 5, 19, 12, 5, 15, 2,

@@ -11,12 +11,12 @@ import json
 import math
 
 import pytest
+from test_build import inputs  # noqa: F401  (fixture)
+from test_gtex import TISSUES
 
 from isoformer.data.build import build_dataset
 from isoformer.data.export import export_jsonl
 from isoformer.errors import IsoformerError
-from test_build import inputs  # noqa: F401  (fixture)
-from test_gtex import TISSUES
 
 
 @pytest.fixture

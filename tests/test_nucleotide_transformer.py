@@ -251,11 +251,11 @@ def test_hidden_layer_selection(official_checkpoint):
 def test_crops_are_counted_and_logged(caplog):
     encoder = NucleotideTransformerEncoder(nt_config(max_length=12))
     assert encoder.max_length == 12 and encoder.crop_rule == "center"
-    with caplog.at_level(logging.INFO, logger="isoformer.encoders.nucleotide_transformer"):
+    with caplog.at_level(logging.INFO, logger="isoformer.encoders"):
         inputs = encoder.tokenize(["AAAAAACCCCCCGG", "TTTTTTGGGGGG", "ACG"])
     # "AAAAAACCCCCCGG" (14) keeps its centre 12, AAAAACCCCCCG: AAAAAC = 8, CCCCCG = 6 + 2731.
     assert inputs["input_ids"][0].tolist() == [3, 8, 6 + 2 * (1024 + 256 + 64 + 16 + 4) + 3, 1]
-    assert (encoder.cropped_sequences, encoder.cropped_bases) == (1, 2)
+    assert (encoder.cropped_sequences, encoder.cropped_units) == (1, 2)
     assert "cropped 1 of 3 sequences" in caplog.text
 
     default = NucleotideTransformerEncoder(nt_config(crop="end"))

@@ -7,6 +7,7 @@ states with a validity mask (`forward`). Aggregation and heads only ever see `En
 from __future__ import annotations
 
 import hashlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,8 @@ from torch import nn
 
 EncoderKind = Literal["nucleotide_transformer", "esm2", "enformer", "borzoi"]
 CropRule = Literal["center", "start", "end"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,6 +59,10 @@ class SequenceEncoder(nn.Module, ABC):
     config: EncoderConfig
     output_dim: int  # D of `EncoderOutput.hidden`
     max_length: int  # longest input in sequence units before cropping
+    crop_rule: CropRule
+    # Crops so far: sequences cropped, and sequence units (bases, residues) they lost.
+    cropped_sequences: int = 0
+    cropped_units: int = 0
 
     @abstractmethod
     def tokenize(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -64,6 +71,24 @@ class SequenceEncoder(nn.Module, ABC):
     @abstractmethod
     def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
         """Model inputs from `tokenize` -> hidden states [B, L, D] and mask [B, L]."""
+
+    def crop_batch(self, sequences: Sequence[str], noun: str) -> list[str]:
+        """Each sequence cropped to `max_length` units by `crop_rule`; crops counted and logged."""
+        kept = [crop_sequence(sequence, self.max_length, self.crop_rule) for sequence in sequences]
+        cropped = sum(len(k) < len(s) for k, s in zip(kept, sequences))
+        lost = sum(map(len, sequences)) - sum(map(len, kept))
+        self.count_crops(cropped, len(sequences), noun, lost)
+        return kept
+
+    def count_crops(self, cropped: int, total: int, noun: str, lost_units: int = 0) -> None:
+        """Add `cropped` of `total` sequences (`noun`, e.g. "proteins") to the counts; log them."""
+        if not cropped:
+            return
+        self.cropped_sequences += cropped
+        self.cropped_units += lost_units
+        logger.info("%s: cropped %d of %d %s (rule %s, max_length %d); %d so far",
+                    self.config.kind, cropped, total, noun, self.crop_rule, self.max_length,
+                    self.cropped_sequences)
 
     def fingerprint(self) -> str:
         """Stable identity of this encoder's configuration (for embedding caches)."""

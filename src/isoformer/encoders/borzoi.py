@@ -146,8 +146,6 @@ class BorzoiEncoder(DnaWindowEncoder):
         self.model.crop.target_length = self.output_bins if self.output_bins < input_bins else -1
         self.output_dim = self.model.config.dim
         self.crop_rule: CropRule = config.crop or "center"
-        self.cropped_sequences = 0
-        self.cropped_bases = 0
         model = self.model
         apply_train_mode(
             "borzoi", config, model, stem=[model.conv_dna, model.res_tower, model.unet1],

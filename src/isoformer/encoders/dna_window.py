@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import torch
 
-from isoformer.encoders.base import CropRule, SequenceEncoder, crop_sequence
+from isoformer.encoders.base import SequenceEncoder
 from isoformer.encoders.tokenizers import one_hot_encode
 from isoformer.encoders.train_modes import keep_frozen_in_eval
 from isoformer.errors import IsoformerError
-
-logger = logging.getLogger(__name__)
 
 
 class DnaWindowEncoder(SequenceEncoder):
@@ -24,9 +21,6 @@ class DnaWindowEncoder(SequenceEncoder):
     """
 
     kind: str
-    crop_rule: CropRule
-    cropped_sequences: int
-    cropped_bases: int
 
     def train(self, mode: bool = True) -> DnaWindowEncoder:
         super().train(mode)
@@ -38,7 +32,6 @@ class DnaWindowEncoder(SequenceEncoder):
 
         Bases other than A, C, G, T (IUPAC codes) read as N, i.e. all zeros.
         """
-        windows = []
         for index, sequence in enumerate(sequences):
             if len(sequence) < self.max_length:
                 raise IsoformerError(
@@ -46,14 +39,7 @@ class DnaWindowEncoder(SequenceEncoder):
                     f"{self.max_length}-bp window (extract windows of that length, N-padded at "
                     "chromosome ends, or set the encoder's max_length)"
                 )
-            windows.append(crop_sequence(sequence, self.max_length, self.crop_rule))
-        cropped = sum(len(sequence) > self.max_length for sequence in sequences)
-        if cropped:
-            self.cropped_sequences += cropped
-            self.cropped_bases += sum(map(len, sequences)) - sum(map(len, windows))
-            logger.info("%s: cropped %d of %d DNA windows to %d bp (%s); %d so far", self.kind,
-                        cropped, len(sequences), self.max_length, self.crop_rule,
-                        self.cropped_sequences)
+        windows = self.crop_batch(sequences, "DNA windows")
         one_hot, _ = one_hot_encode(windows, unknown="n")
         return {"one_hot": one_hot}
 

@@ -142,8 +142,6 @@ class EnformerEncoder(DnaWindowEncoder):
         )
         self.returns_trunk = self.output_layer == self.num_layers + 1
         self.output_dim = 2 * model_config.dim if self.returns_trunk else model_config.dim
-        self.cropped_sequences = 0
-        self.cropped_bases = 0
         apply_train_mode(
             "enformer", config, self.model, stem=[self.model.stem, self.model.conv_tower],
             layers=list(self.model.transformer[: self.output_layer]),

@@ -9,7 +9,7 @@ Built from `EncoderConfig(kind="esm2", ...)`:
 
 Length: at most 1,024 residues (ESM-2's 1,026 positions less `<cls>` and `<eos>`); a longer protein
 is cropped by the configured rule, by default "start" (keep the N-terminus). Crops are counted
-(`cropped_sequences`, `cropped_residues`) and logged.
+(`cropped_sequences`, `cropped_units` in residues) and logged.
 
 Mask: True on residues only. `<cls>`, `<eos>` and padding are False, so mean-pooling over the
 mask averages residues as the paper does. An empty protein (a non-coding transcript) is tokenized
@@ -35,7 +35,6 @@ from isoformer.encoders.base import (
     EncoderConfig,
     EncoderOutput,
     SequenceEncoder,
-    crop_sequence,
 )
 from isoformer.encoders.loading import load_checkpoint, require_every_weight
 from isoformer.encoders.tokenizers import ProteinTokenizer, pad_token_ids
@@ -131,8 +130,6 @@ class EsmEncoder(SequenceEncoder):
             "esm2", config.hidden_layer, self.num_layers + 1,
             f"0 = embeddings, 1..{self.num_layers} = layers",
         )
-        self.cropped_sequences = 0
-        self.cropped_residues = 0
         used_layers = self.backbone.encoder.layer[: self.output_layer]
         final_norm = [self.backbone.encoder.emb_layer_norm_after]
         apply_train_mode(
@@ -152,19 +149,10 @@ class EsmEncoder(SequenceEncoder):
 
         Returns input_ids (LongTensor [B, L], padded with 1) and attention_mask (BoolTensor [B, L]).
         """
-        token_ids = []
-        cropped = 0
-        for index, sequence in enumerate(sequences):
-            kept = crop_sequence(sequence, self.max_length, self.crop_rule)
-            if len(kept) < len(sequence):
-                cropped += 1
-                self.cropped_residues += len(sequence) - len(kept)
-            token_ids.append(self.tokenizer.encode(kept, record=f"protein {index}"))
-        if cropped:
-            self.cropped_sequences += cropped
-            logger.info("esm2: cropped %d of %d proteins to %d residues (%s); %d so far",
-                        cropped, len(sequences), self.max_length, self.crop_rule,
-                        self.cropped_sequences)
+        token_ids = [
+            self.tokenizer.encode(protein, record=f"protein {index}")
+            for index, protein in enumerate(self.crop_batch(sequences, "proteins"))
+        ]
         input_ids, attention_mask = pad_token_ids(token_ids, self.tokenizer.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 

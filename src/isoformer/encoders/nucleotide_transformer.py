@@ -10,7 +10,7 @@ Built from `EncoderConfig(kind="nucleotide_transformer", ...)`:
 Length: the official models take 2,048 tokens including `<cls>`, so `max_length` defaults to
 2,047 six-mers = 12,282 bases; a longer input is cropped by the configured rule (default "center")
 and crops are counted and logged. N bases and remainders add tokens, so a cropped sequence that
-still needs more than 2,048 tokens is cropped again in tokens by the same rule (counted likewise).
+still needs more than 2,048 tokens is cropped again in tokens by the same rule (counted once).
 
 Hidden states: `hidden_layer` indexes [embeddings, layer 1, ..., layer N]; the last one has the
 final LayerNorm applied (as the official model's output), intermediate ones are the raw residual
@@ -97,9 +97,6 @@ class NucleotideTransformerEncoder(SequenceEncoder):
             "nucleotide_transformer", config.hidden_layer, self.num_layers + 1,
             f"0 = embeddings, 1..{self.num_layers} = layers",
         )
-        # Crops so far: sequences cropped (in bases or, rarely, in tokens) and bases removed.
-        self.cropped_sequences = 0
-        self.cropped_bases = 0
         used_layers = list(self.backbone.encoder.layer[: self.output_layer])
         # The final LayerNorm belongs to the last layer's output: it trains with that layer.
         tail = [self.backbone.encoder.emb_layer_norm_after] if used_layers and (
@@ -112,25 +109,19 @@ class NucleotideTransformerEncoder(SequenceEncoder):
 
         Returns input_ids (LongTensor [B, L], padded with 1) and attention_mask (BoolTensor [B, L]).
         """
+        kept = self.crop_batch(sequences, "sequences")
         token_ids = []
-        cropped = 0
-        for index, sequence in enumerate(sequences):
-            kept = crop_sequence(sequence, self.max_length, self.crop_rule)
-            ids = self.tokenizer.encode(kept, record=f"sequence {index}")
-            too_many_tokens = len(ids) > self.max_tokens
-            if too_many_tokens:
+        cropped_in_tokens = 0
+        for index, (sequence, original) in enumerate(zip(kept, sequences)):
+            ids = self.tokenizer.encode(sequence, record=f"sequence {index}")
+            # N bases and remainders are one token per base, so 12,282 bases can exceed 2,048.
+            if len(ids) > self.max_tokens:
                 ids = [ids[0], *crop_sequence(ids[1:], self.max_tokens - 1, self.crop_rule)]
-            if too_many_tokens or len(kept) < len(sequence):
-                cropped += 1
-                self.cropped_bases += len(sequence) - len(kept)
+                cropped_in_tokens += len(sequence) == len(original)  # not counted in bases yet
             token_ids.append(ids)
-        if cropped:
-            self.cropped_sequences += cropped
-            logger.info(
-                "nucleotide_transformer: cropped %d of %d sequences to %d bases / %d tokens (%s); "
-                "%d so far", cropped, len(sequences), self.max_length, self.max_tokens,
-                self.crop_rule, self.cropped_sequences,
-            )
+        self.count_crops(
+            cropped_in_tokens, len(sequences), f"sequences to {self.max_tokens} tokens"
+        )
         input_ids, attention_mask = pad_token_ids(token_ids, self.tokenizer.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
