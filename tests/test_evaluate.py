@@ -7,29 +7,19 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from tiny_dataset import DNA_LENGTH, TINY_OVERRIDES, TISSUES, write_tiny_dataset
+from tiny_dataset import DNA_LENGTH, TISSUES, train_tiny_run, write_tiny_dataset
 
 from isoformer.cli import main
 from isoformer.data.dataset import TranscriptDataset
 from isoformer.errors import IsoformerError
 from isoformer.model.isoformer import IsoFormer
 from isoformer.training.evaluate import evaluate_run
-from isoformer.training.fit import train
 from isoformer.training.metrics import metrics_report
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    data = write_tiny_dataset(tmp_path_factory.mktemp("data"))
-    out = train(
-        data,
-        "tiny",
-        overrides=TINY_OVERRIDES,
-        out=tmp_path_factory.mktemp("runs") / "run",
-        max_epochs=1,
-        progress=False,
-    )
-    return out, data
+    return train_tiny_run(tmp_path_factory)
 
 
 def test_metrics_file_shape_and_figures(run, capsys):

@@ -7,28 +7,18 @@ import math
 
 import numpy as np
 import pytest
-from tiny_dataset import DNA_LENGTH, TINY_OVERRIDES, TISSUES, write_tiny_dataset
+from tiny_dataset import DNA_LENGTH, TISSUES, train_tiny_run
 
 from isoformer.cli import main
 from isoformer.data.dataset import TranscriptDataset
 from isoformer.errors import InputFormatError
 from isoformer.model.isoformer import IsoFormer
-from isoformer.training.fit import train
 from isoformer.training.predict import predict_file, read_records, validate_record
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    data = write_tiny_dataset(tmp_path_factory.mktemp("data"), dna_length=DNA_LENGTH)
-    out = train(
-        data,
-        "tiny",
-        overrides=TINY_OVERRIDES,
-        out=tmp_path_factory.mktemp("runs") / "run",
-        max_epochs=1,
-        progress=False,
-    )
-    return out, data
+    return train_tiny_run(tmp_path_factory)
 
 
 def _export_records(data, split="test"):

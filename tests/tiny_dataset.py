@@ -91,3 +91,13 @@ def write_tiny_dataset(
     }
     (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
     return out
+
+
+def train_tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A one-epoch tiny run on a fresh tiny dataset: (run directory, dataset directory)."""
+    from isoformer.training.fit import train
+
+    data = write_tiny_dataset(tmp_path_factory.mktemp("data"))
+    out = train(data, "tiny", overrides=TINY_OVERRIDES, out=tmp_path_factory.mktemp("runs") / "run",
+                max_epochs=1, progress=False)
+    return out, data
