@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -168,14 +167,9 @@ def summary_markdown(result: DemoResult) -> str:
 def write_summary(result: DemoResult) -> None:
     """summary.md, summary.json and demo_r2.png in the demo directory (temp files renamed)."""
     from isoformer.analysis.plots import plot_demo_r2
-    from isoformer.training.fit import write_json_atomic
+    from isoformer.files import write_json_atomic, write_text_atomic
 
-    markdown = result.out / "summary.md"
-    with tempfile.NamedTemporaryFile(
-        "w", dir=result.out, prefix=".summary.", suffix=".tmp", delete=False, encoding="utf-8"
-    ) as tmp:
-        tmp.write(summary_markdown(result))
-    Path(tmp.name).replace(markdown)
+    write_text_atomic(summary_markdown(result), result.out / "summary.md")
     figures = {
         "n_test_transcripts": result.n_test_transcripts,
         "noise_free_oracle_r2": result.noise_free_oracle_r2,

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import rich.progress
@@ -26,6 +24,7 @@ from isoformer.constants import (
 )
 from isoformer.data.dataset import TranscriptDataset, read_transcripts
 from isoformer.errors import IsoformerError
+from isoformer.files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +46,8 @@ def export_jsonl(
     dataset = TranscriptDataset(data, split=split, dna_length=dna_length, fasta=fasta)
     splits = read_transcripts(data, split)["split"].to_list()  # same row order as the dataset
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w",
-        encoding="utf-8",
-        dir=output.parent,
-        prefix=f".{output.name}.",
-        suffix=".partial",
-        delete=False,
-    )
     try:
-        with handle:
+        with atomic_output(output) as tmp, tmp.open("w", encoding="utf-8") as handle:
             for index in rich.progress.track(
                 range(n), description=f"writing {output.name}", disable=not progress, transient=True
             ):
@@ -77,10 +67,6 @@ def export_jsonl(
                     },
                 }
                 handle.write(json.dumps(record) + "\n")
-        os.replace(handle.name, output)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
     finally:
         dataset.close()
     log.info("%s: %d records (split %s, DNA %d bp)", output, n, split or "all", dataset.dna_length)

@@ -11,8 +11,6 @@ typo in a name or a value fails early with the valid choices at that level.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ import yaml
 from isoformer.constants import MODALITIES, TISSUES
 from isoformer.encoders.base import EncoderConfig
 from isoformer.errors import IsoformerError
+from isoformer.files import write_text_atomic
 
 PRESET_PACKAGE = "isoformer.configs"
 
@@ -299,12 +298,7 @@ def load_preset(name: str) -> RunConfig:
 
 def save_config(config: RunConfig, path: str | Path) -> None:
     """Write `config` as YAML, atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(config_to_dict(config), handle, sort_keys=False)
-    os.replace(tmp, path)
+    write_text_atomic(yaml.safe_dump(config_to_dict(config), sort_keys=False), path)
 
 
 def _split_overrides(overrides: list[str]) -> list[tuple[str, str]]:

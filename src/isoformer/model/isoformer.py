@@ -14,8 +14,6 @@ import copy
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from isoformer.constants import SEQUENCE_KEYS
 from isoformer.encoders.base import EncoderOutput, SequenceEncoder
 from isoformer.encoders.registry import build_encoder
 from isoformer.errors import IsoformerError
+from isoformer.files import atomic_output, write_json_atomic
 from isoformer.model.aggregation import build_aggregator
 from isoformer.model.config import ModelConfig, config_to_dict, model_config_from_dict
 from isoformer.model.head import IsoFormerHead
@@ -114,17 +113,6 @@ def unique_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
         unique[name] = tensor.contiguous()
     return unique
 
-
-def _write_atomic(path: Path, write: Any) -> None:
-    """Call write(temporary_path), then rename it to `path`: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class IsoFormer(nn.Module):
@@ -264,8 +252,8 @@ class IsoFormer(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = unique_state_dict(self)
-        _write_atomic(directory / WEIGHTS_FILE,
-                      lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        with atomic_output(directory / WEIGHTS_FILE) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
         description = {
             "isoformer_version": __version__,
             "model": config_to_dict(self.portable_config()),
@@ -273,9 +261,7 @@ class IsoFormer(nn.Module):
             "target_statistics": {"mean": self.target_mean.tolist(),
                                   "std": self.target_std.tolist()},
         }
-        text = json.dumps(description, indent=2) + "\n"
-        _write_atomic(directory / CONFIG_FILE,
-                      lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        write_json_atomic(description, directory / CONFIG_FILE)
         logger.info("saved IsoFormer (%d parameters) to %s",
                     sum(p.numel() for p in self.parameters()), directory)
         return directory

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +20,8 @@ from rich.progress import track
 from isoformer.analysis.plots import plot_predicted_vs_observed, plot_r2_per_tissue
 from isoformer.data.dataset import TranscriptDataset
 from isoformer.errors import IsoformerError
+from isoformer.files import atomic_output, write_json_atomic
 from isoformer.model.isoformer import IsoFormer
-from isoformer.training.fit import write_json_atomic
 from isoformer.training.metrics import metrics_report
 
 log = logging.getLogger(__name__)
@@ -68,10 +66,8 @@ def _write_predictions(dataset: TranscriptDataset, predictions: np.ndarray, path
     table = table.with_columns(
         [pl.Series(tissue, predictions[:, t]) for t, tissue in enumerate(dataset.tissues)]
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    table.write_parquet(tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        table.write_parquet(tmp)
 
 
 def evaluate_run(

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +39,7 @@ from lightning.pytorch.loggers import CSVLogger
 from isoformer.data.dataset import read_metadata, read_transcripts
 from isoformer.data.schema import TRANSCRIPTS_FILE
 from isoformer.errors import IsoformerError
+from isoformer.files import write_json_atomic
 from isoformer.model.config import (
     RunConfig,
     apply_overrides,
@@ -70,15 +70,6 @@ RUN_FILES = (
 def _sha256(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def write_json_atomic(data: Any, path: Path) -> None:
-    """Write JSON to a temporary file beside `path`, then rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, allow_nan=False)
-        handle.write("\n")
-    os.replace(tmp, path)
 
 
 def resolve_config(

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import yaml
 
 from isoformer.constants import DNA_SEQUENCE, PROTEIN_SEQUENCE, RNA_SEQUENCE, SEQUENCE_KEYS
 from isoformer.errors import InputFormatError, IsoformerError
+from isoformer.files import atomic_output
 from isoformer.model.isoformer import IsoFormer
 
 log = logging.getLogger(__name__)
@@ -150,24 +149,15 @@ def predict_file(
         id(entry): row for entry, row in zip(valid, np.asarray(predictions, dtype=np.float64))
     }
 
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for entry in entries:
-                out = _carried(entry.record)
-                if entry.error is None:
-                    out["tissues"] = tissues
-                    out["predicted_expression"] = [float(v) for v in by_entry[id(entry)]]
-                else:
-                    out["error"] = entry.error
-                handle.write(json.dumps(out) + "\n")
-        os.replace(tmp, output_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(output_path) as tmp, tmp.open("w", encoding="utf-8") as handle:
+        for entry in entries:
+            out = _carried(entry.record)
+            if entry.error is None:
+                out["tissues"] = tissues
+                out["predicted_expression"] = [float(v) for v in by_entry[id(entry)]]
+            else:
+                out["error"] = entry.error
+            handle.write(json.dumps(out) + "\n")
     n_failed = len(entries) - len(valid)
     if n_failed:
         log.warning(

@@ -1,0 +1,40 @@
+"""Output files appear whole or not at all: written under a temporary name beside them, renamed."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in `path`'s directory; rename it onto `path` when the block succeeds.
+
+    When the block raises, the temporary file is removed and `path` keeps its previous content
+    (or stays absent). The rename is atomic on one filesystem, hence the same directory.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomic(text: str, path: str | Path) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(data: Any, path: str | Path) -> None:
+    """Indented JSON with a trailing newline; NaN or infinity is a ValueError, not invalid JSON."""
+    write_text_atomic(json.dumps(data, indent=2, allow_nan=False) + "\n", path)
