@@ -97,6 +97,9 @@ BAD_GCTS = {
     "short row": (edit(5, "\t0\t0\t3\t0", "\t0\t0\t3"), 5, "expected 9 tab-separated columns, found 8"),
     "non-numeric": (edit(6, "\t7", "\tseven"), 6, "column 9: TPM 'seven' is not a number"),
     "empty": (edit(6, "\t7", "\t"), 6, "column 9: TPM '' is not a number"),
+    "empty row": (  # 7 empty TPMs: one row's worth, whether parsed as nulls or dropped
+        edit(6, "\t0\t0\t0\t0\t0\t0\t7", "\t" * 7), 6, "column 3: TPM '' is not a number"
+    ),
     "negative": (edit(4, "\t3\t", "\t-3\t"), 4, "column 4: TPM '-3' is not a finite value >= 0"),
     "nan": (edit(7, "\t20\t", "\tNaN\t"), 7, "column 4: TPM 'NaN' is not a finite value >= 0"),
     "truncated": (lambda lines: lines[:-1], 7, "truncated: 3 data rows, the dimensions line says 4"),
