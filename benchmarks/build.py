@@ -38,7 +38,8 @@ def write_inputs(folder: Path, n_rows: int, n_samples: int) -> tuple[Path, Path]
     pool = np.array(["0"] * 500 + [f"{x:.4g}" for x in rng.lognormal(0.0, 2.0, 1500)])
     gct = folder / "transcript_tpm.gct.gz"
     with gzip.open(gct, "wt", compresslevel=6) as out:
-        out.write(f"#1.2\n{n_rows}\t{n_samples}\ntranscript_id\tgene_id\t" + "\t".join(samples) + "\n")
+        header = "\t".join(["transcript_id", "gene_id", *samples])
+        out.write(f"#1.2\n{n_rows}\t{n_samples}\n{header}\n")
         for row in range(n_rows):
             values = "\t".join(pool[rng.integers(0, len(pool), n_samples)])
             out.write(f"ENST{row:011d}.1\tENSG{row // 3:011d}.1\t{values}\n")
@@ -95,7 +96,8 @@ def main() -> None:
         start = time.perf_counter()
         gct, attributes = write_inputs(folder, args.transcripts, args.samples)
         print(f"generated {args.transcripts:,} x {args.samples:,} GCT "
-              f"({gct.stat().st_size / 2**20:.0f} MiB gzipped) in {time.perf_counter() - start:.0f} s")
+              f"({gct.stat().st_size / 2**20:.0f} MiB gzipped) in "
+              f"{time.perf_counter() - start:.0f} s")
         streamed, ours = measure("streamed", gct, attributes, folder)
         naive, theirs = measure("naive", gct, attributes, folder)
     np.testing.assert_allclose(ours, theirs, rtol=1e-5)  # same targets either way

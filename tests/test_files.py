@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import stat
 
 import pytest
 
@@ -33,3 +35,12 @@ def test_nan_is_refused_and_nothing_is_written(tmp_path):
     with pytest.raises(ValueError):
         write_json_atomic({"r2": math.nan}, target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_get_the_umask_mode_not_the_private_temporary_one(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_text_atomic("x", tmp_path / "out.txt")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o644

@@ -92,9 +92,13 @@ BAD_GCTS = {
     "no version": (lambda lines: lines[1:], 1, "expected '#1.2'"),
     "garbled dims": (edit(2, "4\t7", "4 rows"), 2, "dimensions"),
     "header": (edit(3, "transcript_id", "id"), 3, "header must start with"),
-    "sample count": (edit(2, "4\t7", "4\t8"), 3, "header names 7 samples but the dimensions line says 8"),
+    "sample count": (
+        edit(2, "4\t7", "4\t8"), 3, "header names 7 samples but the dimensions line says 8"
+    ),
     "repeated sample": (edit(3, "S2", "S1"), 3, "header repeats sample ids: S1"),
-    "short row": (edit(5, "\t0\t0\t3\t0", "\t0\t0\t3"), 5, "expected 9 tab-separated columns, found 8"),
+    "short row": (
+        edit(5, "\t0\t0\t3\t0", "\t0\t0\t3"), 5, "expected 9 tab-separated columns, found 8"
+    ),
     "non-numeric": (edit(6, "\t7", "\tseven"), 6, "column 9: TPM 'seven' is not a number"),
     "empty": (edit(6, "\t7", "\t"), 6, "column 9: TPM '' is not a number"),
     "empty row": (  # 7 empty TPMs: one row's worth, whether parsed as nulls or dropped
@@ -102,7 +106,9 @@ BAD_GCTS = {
     ),
     "negative": (edit(4, "\t3\t", "\t-3\t"), 4, "column 4: TPM '-3' is not a finite value >= 0"),
     "nan": (edit(7, "\t20\t", "\tNaN\t"), 7, "column 4: TPM 'NaN' is not a finite value >= 0"),
-    "truncated": (lambda lines: lines[:-1], 7, "truncated: 3 data rows, the dimensions line says 4"),
+    "truncated": (
+        lambda lines: lines[:-1], 7, "truncated: 3 data rows, the dimensions line says 4"
+    ),
     "extra row": (edit(2, "4\t7", "3\t7"), 7, "more data rows than the 3 of the dimensions line"),
     "repeated transcript": (
         edit(7, "ENST00000000099.1", "ENST00000000001.1"), 7, "listed twice (first at line 4)"
@@ -136,7 +142,8 @@ def test_sample_missing_from_attributes(tmp_path):
         read_tissue_expression(GCT, read_sample_tissues(attributes), TISSUES, progress=False,
                                samples_path=attributes)
     assert err.value.path == str(attributes)
-    assert err.value.problem.startswith(f"2 samples of {GCT} are missing from this file, e.g. S6, S7")
+    expected = f"2 samples of {GCT} are missing from this file, e.g. S6, S7"
+    assert err.value.problem.startswith(expected)
 
 
 @pytest.mark.parametrize(

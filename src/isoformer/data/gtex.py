@@ -1,6 +1,7 @@
 """GTEx expression: sample -> tissue map and the streamed transcript TPM GCT -> log(1 + mean TPM).
 
-The GCT (GTEx ships `#1.2`, a `<rows>\\t<samples>` line, a header `transcript_id\\tgene_id\\t<SAMPID>...`
+The GCT (GTEx ships `#1.2`, a `<rows>\\t<samples>` line, a header
+`transcript_id\\tgene_id\\t<SAMPID>...`
 and one row of TPM per transcript; the standard GCT header `Name\\tDescription` is accepted too) is
 several GB uncompressed, so it is read in blocks of lines, the next one read (and inflated) on a
 thread while this one is parsed: the TPM fields of a block become one column that polars parses
@@ -49,7 +50,8 @@ class TissueExpression:
     """Per transcript and tissue, log(1 + mean TPM over the tissue's samples)."""
 
     transcript_ids: list[str]  # GCT order
-    values: np.ndarray  # float32 [n_transcripts, n_tissues]; NaN columns for tissues without samples
+    # float32 [n_transcripts, n_tissues]; NaN columns for tissues without samples
+    values: np.ndarray
     tissues: list[str]
     samples_per_tissue: dict[str, int]  # requested tissues, 0 for those without samples
     ignored_samples: dict[str, int]  # tissue outside the requested set -> GCT samples ignored
@@ -165,7 +167,9 @@ def read_tissue_expression(
 def _read_preamble(path: Path, stream: BinaryIO) -> tuple[int, int]:
     version = stream.readline().decode("utf-8", "replace").strip()
     if version != GCT_VERSION:
-        raise InputFormatError(path, f"expected {GCT_VERSION!r} (a GCT file), found {version[:40]!r}", 1)
+        raise InputFormatError(
+            path, f"expected {GCT_VERSION!r} (a GCT file), found {version[:40]!r}", 1
+        )
     dims = stream.readline().decode("utf-8", "replace").split()
     try:
         n_rows, n_samples = (int(x) for x in dims)
