@@ -29,6 +29,7 @@ noise-free expression against a built dataset's targets.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import shutil
@@ -138,7 +139,11 @@ def _write_gct(
     path: Path, ids: list[tuple[str, str]], sample_ids: list[str], tpm: np.ndarray
 ) -> None:
     """GCT 1.2; tpm: [transcripts, samples]."""
-    with gzip.open(path, "wt", encoding="ascii", compresslevel=6) as out:
+    # mtime=0: the same seed gives byte-identical files (gzip stores a timestamp otherwise).
+    with (
+        gzip.GzipFile(path, "wb", compresslevel=6, mtime=0) as packed,
+        io.TextIOWrapper(packed, encoding="ascii") as out,
+    ):
         out.write(f"#1.2\n{len(ids)}\t{len(sample_ids)}\n")
         out.write("\t".join(["transcript_id", "gene_id", *sample_ids]) + "\n")
         for (transcript_id, gene_id), values in zip(ids, tpm):
