@@ -22,8 +22,9 @@ from isoformer.analysis.demo import (
     run_demo,
     summary_markdown,
 )
+from isoformer.analysis.oracle import oracle_metrics
 from isoformer.cli import main
-from isoformer.data.simulate import TRUTH_FORMAT_VERSION, oracle_metrics
+from isoformer.data.simulate import TRUTH_FORMAT_VERSION
 from isoformer.errors import IsoformerError
 
 TISSUES = ("Liver", "Brain")

@@ -12,9 +12,9 @@ from tiny_dataset import DNA_LENGTH, TISSUES, train_tiny_run, write_tiny_dataset
 from isoformer.cli import main
 from isoformer.data.dataset import TranscriptDataset
 from isoformer.errors import IsoformerError
+from isoformer.metrics import metrics_report
 from isoformer.model.isoformer import IsoFormer
 from isoformer.training.evaluate import evaluate_run
-from isoformer.training.metrics import metrics_report
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from isoformer.training.metrics import (
+from isoformer.metrics import (
     isoform_spearman,
     mean_over_tissues,
     metrics_report,

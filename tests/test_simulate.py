@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from isoformer.analysis.oracle import oracle_metrics
 from isoformer.cli import main
 from isoformer.constants import TISSUES
 from isoformer.data.expression_model import (
@@ -25,7 +26,7 @@ from isoformer.data.expression_model import (
 )
 from isoformer.data.gencode import read_gtf, transcript_sequences, translate
 from isoformer.data.genome import Genome, reverse_complement
-from isoformer.data.simulate import oracle_metrics, read_truth, simulate_study
+from isoformer.data.simulate import read_truth, simulate_study
 from isoformer.errors import IsoformerError
 
 N_GENES = 16

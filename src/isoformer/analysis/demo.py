@@ -88,8 +88,9 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     """Run the whole demo into `out` and write its summary files; return the figures."""
+    from isoformer.analysis.oracle import oracle_metrics
     from isoformer.data.build import build_dataset
-    from isoformer.data.simulate import oracle_metrics, simulate_study
+    from isoformer.data.simulate import simulate_study
     from isoformer.training.evaluate import evaluate_run
     from isoformer.training.fit import train
 

@@ -1,6 +1,8 @@
 """Figures of an evaluated run: R2 per tissue (as the paper's Figure 3) and predicted vs observed.
 
-Files are written through a temporary name and renamed, like every other output.
+Files are written through a temporary name and renamed, like every other output. Figures are
+built with `matplotlib.figure.Figure`, not pyplot: no backend is chosen or switched (a user's
+interactive session keeps its own) and no global figure registry fills up.
 """
 
 from __future__ import annotations
@@ -8,23 +10,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only, never a display
+from isoformer.files import atomic_output
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 
-from isoformer.files import atomic_output  # noqa: E402
+def _figure(width: float, height: float) -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots()
 
 
 def _save(fig: Figure, path: Path) -> None:
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
 
 
 def plot_r2_per_tissue(r2: Mapping[str, float | None], path: str | Path, title: str = "") -> Path:
@@ -32,7 +32,7 @@ def plot_r2_per_tissue(r2: Mapping[str, float | None], path: str | Path, title: 
     path = Path(path)
     tissues = list(r2)
     values = np.array([np.nan if r2[t] is None else r2[t] for t in tissues], dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(tissues) + 1.5), 4.0))
+    fig, ax = _figure(max(6.0, 0.32 * len(tissues) + 1.5), 4.0)
     ax.bar(np.arange(len(tissues)), np.nan_to_num(values, nan=0.0), color="#4C72B0")
     defined = values[np.isfinite(values)]
     if len(defined):
@@ -60,7 +60,7 @@ def plot_predicted_vs_observed(
     predicted, observed = np.asarray(predicted).ravel(), np.asarray(observed).ravel()
     valid = np.isfinite(observed) & np.isfinite(predicted)
     x, y = observed[valid], predicted[valid]
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig, ax = _figure(4.5, 4.5)
     ax.scatter(x, y, s=3, alpha=0.3, color="#4C72B0", linewidths=0, rasterized=True)
     if len(x):
         low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
@@ -79,7 +79,7 @@ def plot_demo_r2(
     path = Path(path)
     models = list(r2)
     x = np.arange(len(models))
-    fig, ax = plt.subplots(figsize=(1.6 * len(models) + 1.5, 4.0))
+    fig, ax = _figure(1.6 * len(models) + 1.5, 4.0)
     width = 0.38
     ax.bar(x - width / 2, [r2[m][0] for m in models], width, color="#4C72B0", label="test R$^2$")
     ax.bar(x + width / 2, [r2[m][1] for m in models], width, color="#BBBBBB",

@@ -22,8 +22,8 @@ truth.json:
                           rna_motifs, net_charge), gene_baseline, protein, components
                           {dna, rna, protein: [tissue]}, log_tpm [tissue], expression [tissue]}
                           where expression = log1p(exp(log_tpm)), the noise-free target.
-The rules themselves are documented in expression_model.py; `oracle_metrics` scores the
-noise-free expression against a built dataset's targets.
+The rules themselves are documented in expression_model.py; `isoformer.analysis.oracle` scores
+the noise-free expression against a built dataset's targets.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import logging
 import shutil
 import string
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,14 +157,6 @@ def _tissue_means(
     return np.stack([np.log1p(tpm[:, tissue_of == t].mean(axis=1)) for t in tissues], axis=1)
 
 
-def _score(
-    predicted: np.ndarray, observed: np.ndarray, tissues: tuple[str, ...]
-) -> dict[str, float]:
-    from isoformer.training.metrics import mean_over_tissues, per_tissue_metrics
-
-    return mean_over_tissues(per_tissue_metrics(predicted, observed, tissues))
-
-
 def simulate_study(
     out: Path, n_genes: int | None = None, seed: int = 0, rules: ExpressionRules | None = None
 ) -> SimulationSummary:
@@ -233,7 +224,10 @@ def simulate_study(
     noise = rng.normal(0.0, sd, (len(truth), len(columns))) - sd**2 / 2
     tpm = np.round(np.exp(np.stack(columns, axis=1) + noise), 2)
     observed = _tissue_means(tpm, with_data["SMTS"].to_list(), rules.tissues)
-    oracle = _score(np.array([t["expression"] for t in truth.values()]), observed, rules.tissues)
+    from isoformer.metrics import mean_metrics  # torch and torchmetrics: loaded only to score
+
+    noise_free = np.array([t["expression"] for t in truth.values()])
+    oracle = mean_metrics(noise_free, observed, rules.tissues)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -319,62 +313,3 @@ def read_truth(path: str | Path) -> dict:
             f"{path}: truth format {truth.get('format_version')!r}, expected {TRUTH_FORMAT_VERSION}"
         )
     return truth
-
-
-def oracle_metrics(
-    truth_path: str | Path,
-    data: str | Path | pl.DataFrame,
-    split: str | None = "test",
-    modalities: Sequence[str] | None = None,
-) -> dict[str, float]:
-    """Mean-over-tissues R2 / Spearman / Pearson of the noise-free expression against the targets.
-
-    data: a dataset directory from `build` or its transcripts table. Transcripts of the split
-    without a truth entry raise IsoformerError (the dataset is not from this simulation).
-    modalities: score what those sequences alone can explain: every other term of `log_tpm`
-    (the other sequences' terms and the gene baseline, which no sequence carries) is held at its
-    mean over all simulated transcripts. None scores the full noise-free expression.
-    Returns {"r2", "spearman", "pearson", "n_transcripts"}.
-    """
-    truth = read_truth(truth_path)
-    if isinstance(data, pl.DataFrame):
-        table = data if split is None else data.filter(pl.col("split") == split)
-    else:
-        from isoformer.data.dataset import read_transcripts
-
-        table = read_transcripts(data, split)
-    tissues = tuple(truth["tissues"])
-    missing = [t for t in tissues if t not in table.columns]
-    if missing:
-        raise IsoformerError(f"the dataset has no target column for {', '.join(missing)}")
-    ids = table["transcript_id"].to_list()
-    unknown = [i for i in ids if i not in truth["transcripts"]]
-    if unknown:
-        raise IsoformerError(
-            f"{len(unknown)} transcripts (e.g. {unknown[0]}) are not in {truth_path}"
-        )
-    records = [truth["transcripts"][i] for i in ids]
-    if modalities is None:
-        predicted = np.array([record["expression"] for record in records])
-    else:
-        predicted = noise_free_expression(
-            np.array([r["log_tpm"] for r in records])
-            - _centred_terms(truth, ids, [c for c in COMPONENTS if c not in modalities])
-        )
-    observed = table.select(tissues).to_numpy().astype(np.float64)
-    return {**_score(predicted, observed, tissues), "n_transcripts": len(ids)}
-
-
-def _centred_terms(truth: dict, ids: list[str], names: list[str]) -> np.ndarray:
-    """Sum of the named terms of `log_tpm` minus their mean over all simulated transcripts."""
-    everyone = list(truth["transcripts"].values())
-    total = np.zeros((len(ids), len(truth["tissues"])))
-    for name in names:
-        if name == "gene_baseline":
-            values = np.array([[r["gene_baseline"]] for r in everyone])
-            chosen = np.array([[truth["transcripts"][i]["gene_baseline"]] for i in ids])
-        else:
-            values = np.array([r["components"][name] for r in everyone])
-            chosen = np.array([truth["transcripts"][i]["components"][name] for i in ids])
-        total = total + chosen - values.mean(axis=0)
-    return total

@@ -21,8 +21,8 @@ from isoformer.analysis.plots import plot_predicted_vs_observed, plot_r2_per_tis
 from isoformer.data.dataset import TranscriptDataset
 from isoformer.errors import IsoformerError
 from isoformer.files import atomic_output, write_json_atomic
+from isoformer.metrics import metrics_report
 from isoformer.model.isoformer import IsoFormer
-from isoformer.training.metrics import metrics_report
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from isoformer.constants import TARGETS
+from isoformer.metrics import mean_over_tissues, per_tissue_metrics
 from isoformer.model.config import TrainingConfig
 from isoformer.model.isoformer import IsoFormer
-from isoformer.training.metrics import mean_over_tissues, per_tissue_metrics
 
 log = logging.getLogger(__name__)
 

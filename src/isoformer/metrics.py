@@ -115,6 +115,13 @@ def mean_over_tissues(per_tissue: dict[str, TissueMetrics]) -> dict[str, float]:
     return means
 
 
+def mean_metrics(
+    predicted: np.ndarray, observed: np.ndarray, tissues: Sequence[str]
+) -> dict[str, float]:
+    """Each metric per tissue, then its mean over the tissues where it is defined."""
+    return mean_over_tissues(per_tissue_metrics(predicted, observed, tissues))
+
+
 def isoform_spearman(
     predicted: np.ndarray, observed: np.ndarray, gene_ids: Sequence[str]
 ) -> IsoformRanking:
