@@ -85,7 +85,7 @@ def frozen_tiny() -> BorzoiEncoder:
 def test_tiny_shapes_mask_and_no_gradients(frozen_tiny):
     inputs = frozen_tiny.tokenize(random_dna(1030, 8))
     assert inputs["one_hot"].shape == (8, 1024, 4)
-    assert (frozen_tiny.cropped_sequences, frozen_tiny.cropped_units) == (8, 48)
+    assert (frozen_tiny.crops.cropped, frozen_tiny.crops.removed) == (8, 48)
     output = frozen_tiny(inputs)
     # 32-bp bins: 1,024 bp -> 32 bins of width dim 32.
     assert output.hidden.shape == (8, 32, 32) and frozen_tiny.output_dim == 32

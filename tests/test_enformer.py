@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from isoformer.encoders.base import EncoderConfig
+from isoformer.encoders.base import CropCounts, EncoderConfig
 from isoformer.encoders.enformer import EnformerEncoder
 from isoformer.encoders.registry import encoder_config
 from isoformer.errors import IsoformerError
@@ -45,7 +45,7 @@ def test_long_windows_are_centre_cropped_and_counted():
     long = random_dna(2058, 1)[0]  # 10 bp too long: 5 dropped on each side
     exact = encoder.tokenize([long[5:2053]])["one_hot"]
     assert torch.equal(encoder.tokenize([long])["one_hot"], exact)
-    assert (encoder.cropped_sequences, encoder.cropped_units) == (1, 10)
+    assert encoder.crops == CropCounts("bp", seen=2, cropped=1, removed=10)
 
 
 def test_short_or_unequal_windows_are_clear_errors():

@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from isoformer.encoders.base import EncoderConfig
+from isoformer.encoders.base import CropCounts, EncoderConfig
 from isoformer.encoders.esm import ESM2_PRESETS, EsmEncoder
 from isoformer.encoders.registry import encoder_config
 from isoformer.errors import IsoformerError
@@ -63,15 +63,15 @@ def test_padding_never_changes_a_protein_embedding():
     assert batch.mask[0].sum().item() == n == len(PROTEINS[0])
 
 
-def test_long_protein_keeps_its_n_terminus_and_is_counted(caplog):
+def test_long_protein_keeps_its_n_terminus_and_is_counted_without_a_log_line(caplog):
     encoder = tiny(max_length=5)
     with caplog.at_level(logging.INFO, logger="isoformer.encoders"):
         inputs = encoder.tokenize(["MKTAYIAK", "MK", "ACDEFG"])
     # MKTAY (crop 3) / MK / ACDEF (crop 1)
     assert inputs["input_ids"][0].tolist() == [0, 20, 15, 11, 5, 19, 2]
     assert inputs["input_ids"][2].tolist() == [0, 5, 23, 13, 9, 18, 2]
-    assert (encoder.cropped_sequences, encoder.cropped_units) == (2, 4)
-    assert "cropped 2 of 3 proteins" in caplog.text
+    assert encoder.crops == CropCounts("residues", seen=3, cropped=2, removed=4)
+    assert "cropped" not in caplog.text  # logged once per epoch or prediction run, not per batch
     assert tiny(max_length=5, crop="end").tokenize(["MKTAYIAK"])["input_ids"][0].tolist() == [
         0, 5, 19, 12, 5, 15, 2,
     ]

@@ -202,37 +202,73 @@ def test_save_and_load_gives_identical_predictions(tmp_path):
         IsoFormer.from_pretrained(run)
 
 
-def test_pretrained_encoders_reload_offline_from_saved_architecture(tmp_path):
-    """Encoders first loaded from local checkpoints (whose architecture is not in the YAML) come
-    back from save_pretrained with init=random + saved weights, without the checkpoints."""
-    torch.manual_seed(1)
-    nt_dir, esm_dir, enformer_dir = tmp_path / "nt", tmp_path / "esm", tmp_path / "enformer"
+def _randomise_attention_outputs(model: torch.nn.Module) -> None:
+    """enformer-pytorch and borzoi-pytorch zero-initialise each attention output projection, which
+    would hide the positional features from the output; a trained checkpoint has them non-zero."""
+    for name, parameter in model.named_parameters():
+        if "to_out" in name:
+            torch.nn.init.normal_(parameter, std=0.2)
+
+
+def _official_dna_checkpoint(kind: str, directory) -> tuple[EncoderConfig, int]:
+    """A random DNA encoder saved in its library's official layout: (encoder config, window)."""
+    if kind == "enformer":
+        # The full 196,608-bp window (1,536 bins of 128 bp: TF gammas in use), a small width:
+        # dim / heads = 192 relative-position features is what the TF gamma table holds.
+        model = build_enformer(EncoderConfig(kind="enformer", architecture=dict(
+            dim=192, depth=1, heads=1, attn_dim_key=8, num_downsamples=7, dim_divisible_by=8,
+            target_length=896, output_heads={})))
+        window = 196_608
+    elif kind == "borzoi":
+        from isoformer.encoders.borzoi import build_borzoi
+
+        model = build_borzoi(EncoderConfig(kind="borzoi", architecture={"preset": "tiny"}))
+        window = 1024
+    else:
+        model = NucleotideTransformerForMaskedLM(
+            NucleotideTransformerConfig.from_preset("tiny", num_hidden_layers=1))
+        window = 96
+    _randomise_attention_outputs(model)
     # Enformer shares its trunk modules under two names, which transformers' safetensors refuses.
-    build_enformer(EncoderConfig(kind="enformer", architecture={"preset": "tiny", "depth": 1})
-                   ).save_pretrained(enformer_dir, safe_serialization=False)
+    model.save_pretrained(directory, safe_serialization=kind == "nucleotide_transformer")
+    return EncoderConfig(kind=kind, init="pretrained", checkpoint=str(directory)), window
+
+
+@pytest.mark.parametrize("dna_kind", ["enformer", "borzoi", "nucleotide_transformer"])
+def test_pretrained_encoders_reload_bit_identical_offline(tmp_path, dna_kind, single_thread):
+    """Encoders first loaded from local checkpoints in the official layouts come back from
+    save_pretrained (init=random + saved architecture + saved weights, no checkpoint needed) and
+    predict bit-identically, Enformer's TF-gamma positions at the full window included."""
+    torch.manual_seed(1)
+    nt_dir, esm_dir, dna_dir = tmp_path / "nt", tmp_path / "esm", tmp_path / "dna"
+    dna_encoder, window = _official_dna_checkpoint(dna_kind, dna_dir)
     NucleotideTransformerForMaskedLM(NucleotideTransformerConfig.from_preset(
         "tiny", num_hidden_layers=3)).save_pretrained(nt_dir)
     esm_config = load_preset("tiny").model.encoders["protein"]
     build_esm2(dataclasses.replace(esm_config, architecture={"preset": "tiny", "hidden_size": 40,
                                                              "num_attention_heads": 4})
                ).save_pretrained(esm_dir)
-    config = tiny_config("model.dna_length=2048")
-    config.encoders["dna"] = EncoderConfig(kind="enformer", init="pretrained",
-                                           checkpoint=str(enformer_dir))
+    config = tiny_config(f"model.dna_length={window}")
+    config.encoders["dna"] = dna_encoder
     config.encoders["rna"] = dataclasses.replace(config.encoders["rna"], init="pretrained",
                                                  checkpoint=str(nt_dir), architecture={})
     config.encoders["protein"] = dataclasses.replace(config.encoders["protein"], init="pretrained",
                                                      checkpoint=str(esm_dir), architecture={})
     model = IsoFormer.from_config(config).eval()
+    model.set_target_statistics(np.linspace(1, 2, 30), np.linspace(0.5, 1.5, 30))
     assert model.encoders["protein"].output_dim == 40
-    records = random_records(4, dna_length=2048)
+    records = random_records(2, dna_length=window)
     expected = model.predict(records)
     model.save_pretrained(tmp_path / "saved")
-    for directory in (nt_dir, esm_dir, enformer_dir):
+    for directory in (nt_dir, esm_dir, dna_dir):
         directory.rename(directory.with_name(f"gone-{directory.name}"))
     reloaded = IsoFormer.from_pretrained(tmp_path / "saved")
     assert reloaded.config.encoders["rna"].init == "pretrained"  # provenance kept
-    assert reloaded.encoders["rna"].num_layers == 3 and reloaded.encoders["dna"].num_layers == 1
+    assert reloaded.encoders["rna"].num_layers == 3
+    if dna_kind == "enformer":
+        gammas = {m.use_tf_gamma for m in reloaded.encoders["dna"].modules()
+                  if hasattr(m, "use_tf_gamma")}
+        assert gammas == {True}
     np.testing.assert_array_equal(reloaded.predict(records), expected)
 
 

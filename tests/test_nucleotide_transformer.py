@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from isoformer.encoders import (
+    CropCounts,
     EncoderConfig,
     NucleotideTransformerConfig,
     NucleotideTransformerEncoder,
@@ -248,20 +249,20 @@ def test_hidden_layer_selection(official_checkpoint):
         NucleotideTransformerEncoder(nt_config(hidden_layer=3))
 
 
-def test_crops_are_counted_and_logged(caplog):
+def test_crops_are_counted_without_a_log_line_per_batch(caplog):
     encoder = NucleotideTransformerEncoder(nt_config(max_length=12))
     assert encoder.max_length == 12 and encoder.crop_rule == "center"
     with caplog.at_level(logging.INFO, logger="isoformer.encoders"):
         inputs = encoder.tokenize(["AAAAAACCCCCCGG", "TTTTTTGGGGGG", "ACG"])
     # "AAAAAACCCCCCGG" (14) keeps its centre 12, AAAAACCCCCCG: AAAAAC = 8, CCCCCG = 6 + 2731.
     assert inputs["input_ids"][0].tolist() == [3, 8, 6 + 2 * (1024 + 256 + 64 + 16 + 4) + 3, 1]
-    assert (encoder.cropped_sequences, encoder.cropped_units) == (1, 2)
-    assert "cropped 1 of 3 sequences" in caplog.text
+    assert encoder.crops == CropCounts("bases", seen=3, cropped=1, removed=2)
+    assert "cropped" not in caplog.text
 
     default = NucleotideTransformerEncoder(nt_config(crop="end"))
     assert default.max_length == 12_282  # 2,047 six-mers after <cls>
     inputs = default.tokenize(["N" * 12_282])  # N is one token per base: cropped again in tokens
-    assert inputs["input_ids"].shape == (1, 2048) and default.cropped_sequences == 1
+    assert inputs["input_ids"].shape == (1, 2048) and default.crops.cropped == 1
     with pytest.raises(IsoformerError, match="max_length"):
         NucleotideTransformerEncoder(nt_config(max_length=12_283))
 

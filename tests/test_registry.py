@@ -127,3 +127,20 @@ def test_pretrained_from_a_directory_without_weights_is_a_clear_error(tmp_path):
     config = EncoderConfig(kind="esm2", init="pretrained", checkpoint=str(tmp_path))
     with pytest.raises(IsoformerError, match=f"cannot load the checkpoint '{tmp_path}'"):
         build_encoder(config)
+
+
+@pytest.mark.parametrize("kind", ENCODER_KINDS)
+def test_frozen_parts_stay_in_eval_mode_for_every_kind(kind):
+    """The one rule in `SequenceEncoder.train`: frozen parts keep dropout off and BatchNorm
+    statistics fixed; parts that train follow train()."""
+    frozen = build_encoder(encoder_config(kind, "tiny", train_mode="frozen")).train()
+    with_weights = [m for name, m in frozen.named_modules() if name and list(m.parameters())]
+    assert with_weights and not any(module.training for module in with_weights)
+
+    last_n = build_encoder(encoder_config(kind, "tiny", train_mode="last_n", trainable_layers=1))
+    last_n.train()
+    modes = {module.training for name, module in last_n.named_modules()
+             if name and list(module.parameters())
+             and all(p.requires_grad for p in module.parameters())}
+    assert modes == {True}
+    assert any(not module.training for module in last_n.modules())

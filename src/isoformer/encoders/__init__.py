@@ -1,6 +1,7 @@
 """Sequence encoders behind one interface (`SequenceEncoder`), and their tokenizers."""
 
 from isoformer.encoders.base import (
+    CropCounts,
     EncoderConfig,
     EncoderOutput,
     SequenceEncoder,
@@ -35,6 +36,7 @@ __all__ = [
     "NT_V2_CHECKPOINTS",
     "NT_V2_PRESETS",
     "BorzoiEncoder",
+    "CropCounts",
     "EncoderConfig",
     "EncoderOutput",
     "EnformerEncoder",

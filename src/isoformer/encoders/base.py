@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -53,16 +53,70 @@ class EncoderOutput:
     mask: torch.Tensor  # [B, L] bool, True on tokens that carry sequence
 
 
+@dataclass
+class CropCounts:
+    """Sequences tokenized and cropped, and the units (bases, residues) the crops removed."""
+
+    unit: str = "units"
+    seen: int = 0
+    cropped: int = 0
+    removed: int = 0
+
+    def __add__(self, other: CropCounts) -> CropCounts:
+        return CropCounts(self.unit, self.seen + other.seen, self.cropped + other.cropped,
+                          self.removed + other.removed)
+
+    def __sub__(self, other: CropCounts) -> CropCounts:
+        return CropCounts(self.unit, self.seen - other.seen, self.cropped - other.cropped,
+                          self.removed - other.removed)
+
+    def record(self, originals: Sequence[Sized], kept: Sequence[Sized]) -> None:
+        self.seen += len(originals)
+        self.cropped += sum(len(k) < len(s) for k, s in zip(kept, originals, strict=True))
+        self.removed += sum(map(len, originals)) - sum(map(len, kept))
+
+
+def log_crops(counts: dict[str, CropCounts], context: str) -> None:
+    """One line per entry that cropped anything, e.g. "epoch 3: rna cropped 3 of 120 sequences
+    (1500 bases removed)"."""
+    for name, count in counts.items():
+        if count.cropped:
+            logger.info("%s: %s cropped %d of %d sequences (%d %s removed)", context, name,
+                        count.cropped, count.seen, count.removed, count.unit)
+
+
+def keep_frozen_in_eval(root: nn.Module) -> None:
+    """Put every module below `root` whose parameters are all frozen in eval mode.
+
+    A frozen part must stay as loaded while the rest of the model trains: its BatchNorm
+    statistics (Enformer, Borzoi) must not update and its dropout must not fire.
+    """
+    for name, module in root.named_modules():
+        if not name:
+            continue  # the root itself: its `train` override is what calls us
+        parameters = list(module.parameters())
+        if parameters and not any(parameter.requires_grad for parameter in parameters):
+            module.eval()
+
+
 class SequenceEncoder(nn.Module, ABC):
-    """Base class: subclasses set `output_dim` and `max_length` and implement both methods."""
+    """Base class: subclasses set `output_dim`, `max_length`, `crop_rule` and `unit`, and
+    implement `tokenize` and `forward`.
+
+    Every encoder counts its crops in `crops` (sequences tokenized, cropped, units removed); the
+    model's users log them once per epoch or per prediction run, never per batch. Frozen parts
+    stay in eval mode whatever `train()` is asked (the one place of that rule).
+    """
 
     config: EncoderConfig
     output_dim: int  # D of `EncoderOutput.hidden`
     max_length: int  # longest input in sequence units before cropping
     crop_rule: CropRule
-    # Crops so far: sequences cropped, and sequence units (bases, residues) they lost.
-    cropped_sequences: int = 0
-    cropped_units: int = 0
+    unit: str  # what `max_length` counts ("bases", "residues", "bp"): a class attribute
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crops = CropCounts(self.unit)
 
     @abstractmethod
     def tokenize(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -72,23 +126,16 @@ class SequenceEncoder(nn.Module, ABC):
     def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
         """Model inputs from `tokenize` -> hidden states [B, L, D] and mask [B, L]."""
 
-    def crop_batch(self, sequences: Sequence[str], noun: str) -> list[str]:
-        """Each sequence cropped to `max_length` units by `crop_rule`; crops counted and logged."""
-        kept = [crop_sequence(sequence, self.max_length, self.crop_rule) for sequence in sequences]
-        cropped = sum(len(k) < len(s) for k, s in zip(kept, sequences))
-        lost = sum(map(len, sequences)) - sum(map(len, kept))
-        self.count_crops(cropped, len(sequences), noun, lost)
-        return kept
+    def train(self, mode: bool = True) -> SequenceEncoder:
+        super().train(mode)
+        keep_frozen_in_eval(self)
+        return self
 
-    def count_crops(self, cropped: int, total: int, noun: str, lost_units: int = 0) -> None:
-        """Add `cropped` of `total` sequences (`noun`, e.g. "proteins") to the counts; log them."""
-        if not cropped:
-            return
-        self.cropped_sequences += cropped
-        self.cropped_units += lost_units
-        logger.info("%s: cropped %d of %d %s (rule %s, max_length %d); %d so far",
-                    self.config.kind, cropped, total, noun, self.crop_rule, self.max_length,
-                    self.cropped_sequences)
+    def crop_batch(self, sequences: Sequence[str]) -> list[str]:
+        """Each sequence cropped to `max_length` units by `crop_rule`, and counted in `crops`."""
+        kept = [crop_sequence(sequence, self.max_length, self.crop_rule) for sequence in sequences]
+        self.crops.record(sequences, kept)
+        return kept
 
     def fingerprint(self) -> str:
         """Stable identity of this encoder's configuration (for embedding caches)."""
@@ -110,6 +157,7 @@ def crop_sequence(sequence: CroppedT, max_length: int, rule: CropRule) -> Croppe
         return sequence[:max_length]
     if rule == "end":
         return sequence[-max_length:]
-    # Centre: drop equally from both sides (one more from the end when odd): len//2 stays central.
-    left = (len(sequence) - max_length) // 2
+    # Centre: the unit at len // 2 (a DNA window's TSS) lands at max_length // 2, the TSS index of
+    # a window of max_length, so cropping a long window gives exactly the shorter window.
+    left = len(sequence) // 2 - max_length // 2
     return sequence[left : left + max_length]

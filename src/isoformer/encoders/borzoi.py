@@ -156,10 +156,9 @@ class BorzoiEncoder(DnaWindowEncoder):
         self.train()
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
-        one_hot = inputs["one_hot"]  # [B, L, 4]
-        self.check_window(one_hot)
+        one_hot = self.channels_first(inputs)  # [B, 4, L]
         with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(self.model)):
-            hidden = self.model.get_embs_after_crop(one_hot.transpose(1, 2))  # [B, dim, bins]
+            hidden = self.model.get_embs_after_crop(one_hot)  # [B, dim, bins]
         hidden = hidden.transpose(1, 2)  # [B, bins, dim]
         mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
         return EncoderOutput(hidden=hidden, mask=mask)

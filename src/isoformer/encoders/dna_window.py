@@ -8,7 +8,6 @@ import torch
 
 from isoformer.encoders.base import SequenceEncoder
 from isoformer.encoders.tokenizers import one_hot_encode
-from isoformer.encoders.train_modes import keep_frozen_in_eval
 from isoformer.errors import IsoformerError
 
 
@@ -17,15 +16,11 @@ class DnaWindowEncoder(SequenceEncoder):
 
     Longer sequences are cropped by `crop_rule` (default "center": the TSS stays central) and
     counted; shorter ones are an error, since the models' bins and crops assume one window length
-    (the data pipeline N-pads windows at chromosome ends). Frozen parts stay in eval mode.
+    (the data pipeline N-pads windows at chromosome ends).
     """
 
     kind: str
-
-    def train(self, mode: bool = True) -> DnaWindowEncoder:
-        super().train(mode)
-        keep_frozen_in_eval(self)
-        return self
+    unit = "bp"
 
     def tokenize(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
         """Crop each window to `max_length`, then one-hot -> {"one_hot": FloatTensor [B, L, 4]}.
@@ -39,14 +34,20 @@ class DnaWindowEncoder(SequenceEncoder):
                     f"{self.max_length}-bp window (extract windows of that length, N-padded at "
                     "chromosome ends, or set the encoder's max_length)"
                 )
-        windows = self.crop_batch(sequences, "DNA windows")
-        one_hot, _ = one_hot_encode(windows, unknown="n")
+        one_hot, _ = one_hot_encode(self.crop_batch(sequences), unknown="n")
         return {"one_hot": one_hot}
 
-    def check_window(self, one_hot: torch.Tensor) -> None:
-        """`one_hot` [B, L, 4] must hold windows of exactly `max_length` bp."""
+    def channels_first(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`inputs["one_hot"]` [B, max_length, 4] -> [B, 4, max_length] in the weights' dtype.
+
+        The cast lets the float32 one-hot meet bfloat16 / float64 convolutions (`bf16-true`,
+        `64-true`); under autocast the convolutions cast it themselves.
+        """
+        one_hot = inputs["one_hot"]
         if one_hot.ndim != 3 or one_hot.shape[1:] != (self.max_length, 4):
             raise IsoformerError(
                 f"{self.kind}: expected one-hot DNA windows [B, {self.max_length}, 4], got "
                 f"{list(one_hot.shape)} (tokenize crops longer windows to max_length)"
             )
+        dtype = next(self.parameters()).dtype
+        return one_hot.transpose(1, 2).to(dtype)

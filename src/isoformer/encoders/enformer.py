@@ -23,7 +23,8 @@ are cropped to the same bins. Parts after the selected state are never run.
 Positions: the official weights were trained with TensorFlow's gamma positional features, which
 enformer-pytorch ships only for the full 1,536-bin transformer input; pretrained models use them
 at that length and enformer-pytorch's own computation at any other length (random models use
-`architecture["use_tf_gamma"]`, default False).
+`architecture["use_tf_gamma"]`, default False). The choice is written into the model's config as
+well as its attention layers, so the architecture saved with a run rebuilds the same positions.
 
 The wrapper runs the trunk's stages itself instead of `Enformer.forward`, which selects heads and
 moves inputs with a discarded `x.to(self.device)`.
@@ -130,6 +131,7 @@ class EnformerEncoder(DnaWindowEncoder):
             use_tf_gamma = input_bins == TF_GAMMA_BINS
         else:
             use_tf_gamma = model_config.use_tf_gamma
+        model_config.use_tf_gamma = self.model.use_tf_gamma = use_tf_gamma
         for module in self.model.transformer.modules():
             if hasattr(module, "use_tf_gamma"):
                 module.use_tf_gamma = use_tf_gamma
@@ -150,11 +152,10 @@ class EnformerEncoder(DnaWindowEncoder):
         self.train()
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
-        one_hot = inputs["one_hot"]  # [B, L, 4]
-        self.check_window(one_hot)
+        one_hot = self.channels_first(inputs)  # [B, 4, L]
         model = self.model
         with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(model)):
-            x = model.conv_tower(model.stem(one_hot.transpose(1, 2)))  # [B, dim, bins]
+            x = model.conv_tower(model.stem(one_hot))  # [B, dim, bins]
             x = x.transpose(1, 2)  # [B, bins, dim]
             for layer in model.transformer[: min(self.output_layer, self.num_layers)]:
                 if model.use_checkpointing and torch.is_grad_enabled():

@@ -8,17 +8,15 @@ Built from `EncoderConfig(kind="esm2", ...)`:
   `facebook/esm2_t30_150M_UR50D`) or a local directory holding its files.
 
 Length: at most 1,024 residues (ESM-2's 1,026 positions less `<cls>` and `<eos>`); a longer protein
-is cropped by the configured rule, by default "start" (keep the N-terminus). Crops are counted
-(`cropped_sequences`, `cropped_units` in residues) and logged.
+is cropped by the configured rule, by default "start" (keep the N-terminus). Crops are counted in
+`crops` (in residues).
 
 Mask: True on residues only. `<cls>`, `<eos>` and padding are False, so mean-pooling over the
 mask averages residues as the paper does. An empty protein (a non-coding transcript) is tokenized
 as `[<cls>, <eos>]` and its row of the mask is all False: downstream the protein modality is
 missing for that transcript, never attended as padding.
 
-Hidden states: `hidden_layer` indexes [embeddings, layer 1, ..., layer N] as transformers'
-`output_hidden_states` does; the last one has the final LayerNorm applied (`last_hidden_state`),
-intermediate ones are the raw residual stream. Layers after the selected one are never run.
+Hidden states and train modes: see `esm_backbone`, shared with NT-v2.
 """
 
 from __future__ import annotations
@@ -30,20 +28,10 @@ from typing import Any
 import torch
 from transformers import EsmConfig, EsmModel
 
-from isoformer.encoders.base import (
-    CropRule,
-    EncoderConfig,
-    EncoderOutput,
-    SequenceEncoder,
-)
+from isoformer.encoders.base import CropRule, EncoderConfig
+from isoformer.encoders.esm_backbone import EsmBackboneEncoder
 from isoformer.encoders.loading import load_checkpoint, require_every_weight
 from isoformer.encoders.tokenizers import ProteinTokenizer, pad_token_ids
-from isoformer.encoders.train_modes import (
-    any_trainable,
-    apply_train_mode,
-    keep_frozen_in_eval,
-    resolve_hidden_layer,
-)
 from isoformer.errors import IsoformerError
 
 logger = logging.getLogger(__name__)
@@ -102,47 +90,32 @@ def build_esm2(config: EncoderConfig) -> EsmModel:
     return EsmModel(model_config, add_pooling_layer=False)
 
 
-class EsmEncoder(SequenceEncoder):
+class EsmEncoder(EsmBackboneEncoder):
     """ESM-2 embeddings of proteins: hidden [B, L, D] over `<cls>` residues `<eos>`, mask [B, L]."""
+
+    unit = "residues"
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
         if config.kind != "esm2":
             raise IsoformerError(f"EsmEncoder cannot build kind {config.kind!r}")
         self.config = config
-        self.backbone = build_esm2(config)
-        self.backbone.contact_head = None  # predicts contacts from attention maps; unused here
-        model_config = self.backbone.config
         self.tokenizer = ProteinTokenizer()
+        self.special_token_ids = (self.tokenizer.cls_token_id, self.tokenizer.eos_token_id)
+        backbone = build_esm2(config)
+        model_config = backbone.config
         if model_config.vocab_size != self.tokenizer.vocab_size:
             raise IsoformerError(
                 f"esm2: vocabulary of {model_config.vocab_size} tokens, expected ESM-2's "
                 f"{self.tokenizer.vocab_size}"
             )
-        self.output_dim = model_config.hidden_size
-        self.num_layers = model_config.num_hidden_layers
         limit = min(ESM2_MAX_RESIDUES, model_config.max_position_embeddings - 2)
         if config.max_length is not None and not 0 < config.max_length <= limit:
             raise IsoformerError(f"esm2: max_length {config.max_length} is outside 1..{limit}")
         self.max_length = config.max_length or limit
         self.crop_rule: CropRule = config.crop or "start"
-        self.output_layer = resolve_hidden_layer(
-            "esm2", config.hidden_layer, self.num_layers + 1,
-            f"0 = embeddings, 1..{self.num_layers} = layers",
-        )
-        used_layers = self.backbone.encoder.layer[: self.output_layer]
-        final_norm = [self.backbone.encoder.emb_layer_norm_after]
-        apply_train_mode(
-            "esm2", config, self.backbone, stem=[self.backbone.embeddings],
-            layers=list(used_layers),
-            tail=final_norm if self.output_layer == self.num_layers else [],
-        )
+        self.attach_backbone(backbone)
         self.train()
-
-    def train(self, mode: bool = True) -> EsmEncoder:
-        super().train(mode)
-        keep_frozen_in_eval(self)
-        return self
 
     def tokenize(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
         """Crop to `max_length` residues, then ESM-2 ids with `<cls>`/`<eos>`.
@@ -151,29 +124,10 @@ class EsmEncoder(SequenceEncoder):
         """
         token_ids = [
             self.tokenizer.encode(protein, record=f"protein {index}")
-            for index, protein in enumerate(self.crop_batch(sequences, "proteins"))
+            for index, protein in enumerate(self.crop_batch(sequences))
         ]
         input_ids, attention_mask = pad_token_ids(token_ids, self.tokenizer.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-    def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
-        input_ids = inputs["input_ids"]  # [B, L]
-        attention_mask = inputs["attention_mask"]  # [B, L] bool, True on <cls> residues <eos>
-        with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(self.backbone)):
-            # token_dropout rescales embeddings by the share of <mask> tokens among real tokens.
-            hidden = self.backbone.embeddings(input_ids=input_ids, attention_mask=attention_mask)
-            # Additive mask [B, 1, 1, L]: no token attends to padding.
-            extended_mask = self.backbone.get_extended_attention_mask(
-                attention_mask.long(), input_ids.shape
-            )
-            for layer in self.backbone.encoder.layer[: self.output_layer]:
-                hidden = layer(hidden, attention_mask=extended_mask)  # [B, L, D]
-            if self.output_layer == self.num_layers:
-                hidden = self.backbone.encoder.emb_layer_norm_after(hidden)
-        special = (input_ids == self.tokenizer.cls_token_id) | (
-            input_ids == self.tokenizer.eos_token_id
-        )
-        return EncoderOutput(hidden=hidden, mask=attention_mask & ~special)
 
     @classmethod
     def from_pretrained(cls, checkpoint: str = ESM2_CHECKPOINT, **config_fields: Any) -> EsmEncoder:

@@ -9,13 +9,12 @@ Built from `EncoderConfig(kind="nucleotide_transformer", ...)`:
 
 Length: the official models take 2,048 tokens including `<cls>`, so `max_length` defaults to
 2,047 six-mers = 12,282 bases; a longer input is cropped by the configured rule (default "center")
-and crops are counted and logged. N bases and remainders add tokens, so a cropped sequence that
-still needs more than 2,048 tokens is cropped again in tokens by the same rule (counted once).
+and crops are counted in `crops` (in bases). N bases and remainders add tokens, so a cropped
+sequence that still needs more than 2,048 tokens is cropped again in tokens by the same rule
+(counted once).
 
-Hidden states: `hidden_layer` indexes [embeddings, layer 1, ..., layer N]; the last one has the
-final LayerNorm applied (as the official model's output), intermediate ones are the raw residual
-stream. Layers after the selected one are never run. The output mask is True on sequence tokens
-(not on `<cls>`, not on padding).
+Hidden states and train modes: see `esm_backbone`, shared with ESM-2 (the final LayerNorm is the
+official model's output). The output mask is True on sequence tokens (not `<cls>`, not padding).
 """
 
 from __future__ import annotations
@@ -25,13 +24,8 @@ from collections.abc import Sequence
 
 import torch
 
-from isoformer.encoders.base import (
-    CropRule,
-    EncoderConfig,
-    EncoderOutput,
-    SequenceEncoder,
-    crop_sequence,
-)
+from isoformer.encoders.base import CropRule, EncoderConfig, crop_sequence
+from isoformer.encoders.esm_backbone import EsmBackboneEncoder
 from isoformer.encoders.loading import load_checkpoint
 from isoformer.encoders.modeling_nucleotide_transformer import (
     NucleotideTransformerConfig,
@@ -39,7 +33,6 @@ from isoformer.encoders.modeling_nucleotide_transformer import (
     load_nucleotide_transformer,
 )
 from isoformer.encoders.tokenizers import NT_KMER, NucleotideTokenizer, pad_token_ids
-from isoformer.encoders.train_modes import any_trainable, apply_train_mode, resolve_hidden_layer
 from isoformer.errors import IsoformerError
 
 logger = logging.getLogger(__name__)
@@ -68,23 +61,21 @@ def build_nucleotide_transformer(config: EncoderConfig) -> NucleotideTransformer
     return NucleotideTransformerForMaskedLM(model_config)
 
 
-class NucleotideTransformerEncoder(SequenceEncoder):
+class NucleotideTransformerEncoder(EsmBackboneEncoder):
     """NT-v2 embeddings of nucleotide sequences: hidden [B, L, D] over 6-mer tokens, mask [B, L]."""
+
+    unit = "bases"
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
         if config.kind != "nucleotide_transformer":
             raise IsoformerError(f"NucleotideTransformerEncoder cannot build kind {config.kind!r}")
         self.config = config
-        masked_lm = build_nucleotide_transformer(config)
-        # Only the backbone is on the embedding path: the LM and contact heads are dropped.
-        self.backbone = masked_lm.esm
-        self.backbone.contact_head = None
-        model_config = self.backbone.config
         self.tokenizer = NucleotideTokenizer()
-        self.output_dim = model_config.hidden_size
-        self.num_layers = model_config.num_hidden_layers
-        self.max_tokens = min(NT_MAX_TOKENS, model_config.max_position_embeddings - 2)
+        self.special_token_ids = (self.tokenizer.cls_token_id,)
+        # Only the backbone is on the embedding path: the LM head is dropped.
+        backbone = build_nucleotide_transformer(config).esm
+        self.max_tokens = min(NT_MAX_TOKENS, backbone.config.max_position_embeddings - 2)
         limit = (self.max_tokens - 1) * NT_KMER
         if config.max_length is not None and not 0 < config.max_length <= limit:
             raise IsoformerError(
@@ -93,53 +84,25 @@ class NucleotideTransformerEncoder(SequenceEncoder):
             )
         self.max_length = config.max_length or limit
         self.crop_rule: CropRule = config.crop or "center"
-        self.output_layer = resolve_hidden_layer(
-            "nucleotide_transformer", config.hidden_layer, self.num_layers + 1,
-            f"0 = embeddings, 1..{self.num_layers} = layers",
-        )
-        used_layers = list(self.backbone.encoder.layer[: self.output_layer])
-        # The final LayerNorm belongs to the last layer's output: it trains with that layer.
-        tail = [self.backbone.encoder.emb_layer_norm_after] if used_layers and (
-            self.output_layer == self.num_layers) else []
-        apply_train_mode("nucleotide_transformer", config, self.backbone,
-                         stem=[self.backbone.embeddings], layers=used_layers, tail=tail)
+        self.attach_backbone(backbone)
+        self.train()
 
     def tokenize(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
         """Crop to `max_length` bases by the crop rule, then 6-mer ids.
 
         Returns input_ids (LongTensor [B, L], padded with 1) and attention_mask (BoolTensor [B, L]).
         """
-        kept = self.crop_batch(sequences, "sequences")
+        kept = self.crop_batch(sequences)
         token_ids = []
-        cropped_in_tokens = 0
         for index, (sequence, original) in enumerate(zip(kept, sequences)):
             ids = self.tokenizer.encode(sequence, record=f"sequence {index}")
             # N bases and remainders are one token per base, so 12,282 bases can exceed 2,048.
             if len(ids) > self.max_tokens:
                 ids = [ids[0], *crop_sequence(ids[1:], self.max_tokens - 1, self.crop_rule)]
-                cropped_in_tokens += len(sequence) == len(original)  # not counted in bases yet
+                self.crops.cropped += len(sequence) == len(original)  # not counted in bases yet
             token_ids.append(ids)
-        self.count_crops(
-            cropped_in_tokens, len(sequences), f"sequences to {self.max_tokens} tokens"
-        )
         input_ids, attention_mask = pad_token_ids(token_ids, self.tokenizer.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-    def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
-        input_ids = inputs["input_ids"]  # [B, L]
-        attention_mask = inputs["attention_mask"]  # [B, L] bool
-        with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(self.backbone)):
-            hidden = self.backbone.embeddings(input_ids=input_ids)  # [B, L, D]
-            # Additive mask [B, 1, 1, L]: no token attends to padding.
-            extended_mask = self.backbone.get_extended_attention_mask(
-                attention_mask.long(), input_ids.shape
-            )
-            for layer in self.backbone.encoder.layer[: self.output_layer]:
-                hidden = layer(hidden, attention_mask=extended_mask)
-            if self.output_layer == self.num_layers:
-                hidden = self.backbone.encoder.emb_layer_norm_after(hidden)
-        sequence_mask = attention_mask & (input_ids != self.tokenizer.cls_token_id)
-        return EncoderOutput(hidden=hidden, mask=sequence_mask)
 
     @classmethod
     def from_pretrained(cls, checkpoint: str, **config_fields) -> NucleotideTransformerEncoder:

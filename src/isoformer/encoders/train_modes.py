@@ -60,19 +60,5 @@ def apply_train_mode(
         part.requires_grad_(True)
 
 
-def keep_frozen_in_eval(root: nn.Module) -> None:
-    """Put every module whose parameters are all frozen in eval mode.
-
-    A frozen encoder must stay as loaded while the rest of the model trains: its BatchNorm
-    statistics (Enformer, Borzoi) must not update and its dropout must not fire.
-    """
-    for name, module in root.named_modules():
-        if not name:
-            continue  # the root itself: its `train` override is what calls us
-        parameters = list(module.parameters())
-        if parameters and not any(parameter.requires_grad for parameter in parameters):
-            module.eval()
-
-
 def any_trainable(module: nn.Module) -> bool:
     return any(parameter.requires_grad for parameter in module.parameters())

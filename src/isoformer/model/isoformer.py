@@ -87,11 +87,6 @@ def encoder_architecture(encoder: SequenceEncoder) -> dict[str, Any]:
             architecture = model_config.to_diff_dict()
             for key in _CONFIG_META_KEYS:
                 architecture.pop(key, None)
-            # Enformer decides TF-gamma positions from the load path, not its config: keep the
-            # value in use so a random rebuild computes the same positions.
-            gammas = {m.use_tf_gamma for m in encoder.modules() if hasattr(m, "use_tf_gamma")}
-            if len(gammas) == 1:
-                architecture["use_tf_gamma"] = gammas.pop()
             return architecture
     raise IsoformerError(f"{encoder.config.kind}: cannot record the architecture of this encoder")
 

@@ -1,0 +1,61 @@
+"""What ESM-2 and NT-v2 share: a transformers `EsmModel` backbone, run layer by layer.
+
+Hidden states: `hidden_layer` indexes [embeddings, layer 1, ..., layer N] as transformers'
+`output_hidden_states` does; the last one has the final LayerNorm applied (`last_hidden_state`),
+intermediate ones are the raw residual stream. Layers after the selected one are never run.
+Train modes see the embeddings as the stem, the used layers as the layers, and the final LayerNorm
+as the tail (it belongs to the last layer's output). The output mask is True on sequence tokens:
+special tokens (`<cls>`, `<eos>`) and padding are False.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import EsmModel
+
+from isoformer.encoders.base import EncoderOutput, SequenceEncoder
+from isoformer.encoders.train_modes import any_trainable, apply_train_mode, resolve_hidden_layer
+
+
+class EsmBackboneEncoder(SequenceEncoder):
+    """Base of the ESM-architecture encoders; subclasses tokenize and call `attach_backbone`."""
+
+    backbone: EsmModel
+    special_token_ids: tuple[int, ...]  # left out of the output mask
+
+    def attach_backbone(self, backbone: EsmModel) -> None:
+        """Use `backbone` (no pooler) up to `config.hidden_layer`; set the train mode."""
+        self.backbone = backbone
+        backbone.contact_head = None  # predicts contacts from attention maps; unused here
+        model_config = backbone.config
+        self.output_dim = model_config.hidden_size
+        self.num_layers = model_config.num_hidden_layers
+        self.output_layer = resolve_hidden_layer(
+            self.config.kind, self.config.hidden_layer, self.num_layers + 1,
+            f"0 = embeddings, 1..{self.num_layers} = layers",
+        )
+        final_norm = backbone.encoder.emb_layer_norm_after
+        apply_train_mode(
+            self.config.kind, self.config, backbone, stem=[backbone.embeddings],
+            layers=list(backbone.encoder.layer[: self.output_layer]),
+            tail=[final_norm] if self.output_layer == self.num_layers else [],
+        )
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
+        input_ids = inputs["input_ids"]  # [B, L]
+        attention_mask = inputs["attention_mask"]  # [B, L] bool, True on every non-pad token
+        backbone = self.backbone
+        with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(backbone)):
+            # ESM-2's token_dropout rescales embeddings by the share of <mask> among real tokens.
+            hidden = backbone.embeddings(input_ids=input_ids, attention_mask=attention_mask)
+            # Additive mask [B, 1, 1, L]: no token attends to padding.
+            extended_mask = backbone.get_extended_attention_mask(
+                attention_mask.long(), input_ids.shape
+            )
+            for layer in backbone.encoder.layer[: self.output_layer]:
+                hidden = layer(hidden, attention_mask=extended_mask)  # [B, L, D]
+            if self.output_layer == self.num_layers:
+                hidden = backbone.encoder.emb_layer_norm_after(hidden)
+        special = torch.isin(input_ids, torch.tensor(self.special_token_ids,
+                                                     device=input_ids.device))
+        return EncoderOutput(hidden=hidden, mask=attention_mask & ~special)
