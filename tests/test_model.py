@@ -51,7 +51,8 @@ def single_thread():
 
 
 def tiny_config(*overrides: str) -> ModelConfig:
-    return apply_overrides(load_preset("tiny"), list(overrides)).model
+    """The tiny preset at the 120-bp window of `random_records` (later overrides win)."""
+    return apply_overrides(load_preset("tiny"), ["model.dna_length=120", *overrides]).model
 
 
 def tiny_model(*overrides: str, seed: int = 0) -> IsoFormer:

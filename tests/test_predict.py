@@ -110,9 +110,9 @@ def test_bad_records_get_errors_and_the_rest_predictions(run, tmp_path, capsys):
     assert len(outputs) == 7
     assert "predicted_expression" in outputs[0] and "predicted_expression" in outputs[5]
     assert outputs[1]["error"].startswith("line 2: not valid JSON")
-    assert (
-        outputs[2]["error"]
-        == f"line 3: dna_sequence has length 4, expected the run's DNA window of {DNA_LENGTH}"
+    assert outputs[2]["error"] == (
+        f"line 3: dna_sequence has length 4, shorter than the run's DNA window of {DNA_LENGTH}; "
+        "export windows of that length with `isoformer export --run RUN`"
     )
     assert outputs[3]["error"] == "line 5: rna_sequence has invalid characters: 'X'"
     assert outputs[4]["error"] == "line 6: rna_sequence is empty"
@@ -163,12 +163,16 @@ def test_invalid_json_file_names_its_line(tmp_path):
         ({"rna_sequence": 5}, "rna_sequence must be a string, got int"),
         ({"protein_sequence": "MK*"}, "protein_sequence has invalid characters: '*'"),
         ({"protein_sequence": ""}, None),
+        ({"protein_sequence": None}, None),  # null: a non-coding transcript, as in tokenize
+        ({"dna_sequence": "A" * (DNA_LENGTH + 7)}, None),  # longer: cropped around the TSS
+        ({"dna_sequence": "A" * (DNA_LENGTH - 1)}, f"dna_sequence has length {DNA_LENGTH - 1}, "
+         f"shorter than the run's DNA window of {DNA_LENGTH}; export windows of that length "
+         "with `isoformer export --run RUN`"),
     ],
 )
 def test_validate_record(change, problem):
     record = {"dna_sequence": "A" * DNA_LENGTH, "rna_sequence": "ACGT", "protein_sequence": "MK"}
-    record.update(change)
-    record = {k: v for k, v in record.items() if v is not None}
+    record.update(change)  # None: the key is there with a JSON null
     assert validate_record(record, ["dna", "rna", "protein"], DNA_LENGTH) == problem
 
 

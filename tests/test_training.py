@@ -21,7 +21,8 @@ from isoformer.model.config import load_preset
 from isoformer.model.isoformer import IsoFormer
 from isoformer.training.datamodule import LengthBucketBatchSampler
 from isoformer.training.fit import train
-from isoformer.training.module import TargetStatistics, masked_mse
+from isoformer.training.module import masked_mse
+from isoformer.training.run import TargetStatistics
 
 NAN = float("nan")
 
@@ -77,13 +78,12 @@ def run(data, tmp_path_factory):
         out=tmp_path_factory.mktemp("runs") / "run",
         max_epochs=2,
         progress=False,
-    )
+    ).directory
 
 
 def test_run_directory_contents(run, data):
     for name in (
         "config.yaml",
-        "tissues.json",
         "normalization.json",
         "dataset.json",
         "training.json",
@@ -93,7 +93,7 @@ def test_run_directory_contents(run, data):
     ):
         assert (run / name).is_file(), name
     assert any((run / "model").iterdir())
-    assert json.loads((run / "tissues.json").read_text()) == TISSUES
+    assert not (run / "tissues.json").exists()  # the tissues live in config.yaml only
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"]["tissues"] == TISSUES and config["training"]["max_epochs"] == 2
 
@@ -224,5 +224,14 @@ def test_cli_rejects_unknown_modality(data, tmp_path, capsys):
     assert "--modalities 'dna,cdna'" in capsys.readouterr().err
 
 
-def test_tiny_preset_exists():
-    assert load_preset("tiny").training.batch_size >= 1
+def test_tiny_preset_builds_the_full_model_offline_with_random_weights():
+    """`tiny` is what tests and the embedded default run: all three modalities, every encoder
+    random (no checkpoint to fetch), small enough to train on a CPU."""
+    config = load_preset("tiny")
+    assert config.model.modalities == ["dna", "rna", "protein"]
+    assert {m: e.init for m, e in config.model.encoders.items()} == dict.fromkeys(
+        ["dna", "rna", "protein"], "random")
+    assert all(e.checkpoint is None for e in config.model.encoders.values())
+    model = IsoFormer.from_config(config.model)
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
+    assert config.training.precision == "32-true"  # runs where there is no GPU

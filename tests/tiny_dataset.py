@@ -98,6 +98,6 @@ def train_tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     from isoformer.training.fit import train
 
     data = write_tiny_dataset(tmp_path_factory.mktemp("data"))
-    out = train(data, "tiny", overrides=TINY_OVERRIDES, out=tmp_path_factory.mktemp("runs") / "run",
+    run = train(data, "tiny", overrides=TINY_OVERRIDES, out=tmp_path_factory.mktemp("runs") / "run",
                 max_epochs=1, progress=False)
-    return out, data
+    return run.directory, data

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from isoformer import __version__
-from isoformer.constants import DEFAULT_DNA_LENGTH
+from isoformer.constants import DEFAULT_DNA_LENGTH, INFERENCE_PRECISIONS
 from isoformer.errors import IsoformerError
 
 log = logging.getLogger("isoformer")
@@ -98,7 +98,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="train, valid or test (default: all)")
     p.add_argument("--limit", type=int, default=None, help="write at most N records")
     p.add_argument(
-        "--dna-length", type=int, default=None, help="DNA window (default: the dataset's)"
+        "--run", type=Path, default=None,
+        help="a training run: write DNA windows at its length (what `predict --run` expects)",
+    )
+    p.add_argument(
+        "--dna-length", type=int, default=None,
+        help="DNA window in bp (default: the --run's, else the dataset's)",
     )
     p.add_argument(
         "--fasta",
@@ -111,12 +116,17 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from isoformer.data.export import export_jsonl
 
+    dna_length = args.dna_length
+    if dna_length is None and args.run is not None:
+        from isoformer.training.run import Run
+
+        dna_length = Run.open(args.run).dna_length
     export_jsonl(
         args.data,
         args.output,
         split=args.split,
         limit=args.limit,
-        dna_length=args.dna_length,
+        dna_length=dna_length,
         fasta=args.fasta,
     )
     return 0
@@ -190,7 +200,7 @@ def _run_train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    print(f"run written to {run}")
+    print(f"run written to {run.directory}")
     return 0
 
 
@@ -201,15 +211,33 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=Path, required=True, help="run directory from `train`")
     p.add_argument("--data", type=Path, required=True, help="dataset directory from `build`")
     p.add_argument("--split", default="test", help="train, valid or test (default: test)")
-    p.add_argument("--batch-size", type=int, default=16)
+    _add_inference_options(p)
+    p.add_argument(
+        "--num-workers", type=int, default=0,
+        help="DataLoader workers reading DNA windows from the FASTA (default: 0, in process)",
+    )
     p.add_argument("--fasta", type=Path, default=None, help="genome FASTA (default: the dataset's)")
+
+
+def _add_inference_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device", default="auto",
+        help="auto (the GPU when there is one), cpu, cuda or cuda:N (default: auto)",
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="records per forward pass")
+    p.add_argument(
+        "--precision", choices=INFERENCE_PRECISIONS, default="32",
+        help="32: float32 throughout; bf16: encoders and fusion under bfloat16 autocast, the head "
+        "and de-standardisation in float32 (for GPUs; default: 32)",
+    )
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from isoformer.training.evaluate import evaluate_run
 
     report = evaluate_run(
-        args.run, args.data, split=args.split, batch_size=args.batch_size, fasta=args.fasta
+        args.run, args.data, split=args.split, batch_size=args.batch_size, device=args.device,
+        precision=args.precision, num_workers=args.num_workers, fasta=args.fasta,
     )
 
     def fmt(value: float | None) -> str:
@@ -242,13 +270,16 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--input", type=Path, required=True, help="records (.jsonl, or .json: object or list)"
     )
     p.add_argument("--output", type=Path, required=True, help="JSONL file to write")
-    p.add_argument("--batch-size", type=int, default=16)
+    _add_inference_options(p)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     from isoformer.training.predict import predict_file
 
-    summary = predict_file(args.run, args.input, args.output, batch_size=args.batch_size)
+    summary = predict_file(
+        args.run, args.input, args.output, batch_size=args.batch_size, device=args.device,
+        precision=args.precision,
+    )
     if summary.n_failed:
         print(
             f"isoformer predict: {summary.n_failed} of {summary.n_records} records failed "
@@ -309,6 +340,25 @@ COMMANDS = {
 }
 
 
+# Commands that run Lightning: importing it attaches its own console handler to the "lightning"
+# logger, whose records also reach ours on the root, so every Lightning line would print twice.
+LIGHTNING_COMMANDS = frozenset({"train", "demo"})
+
+
+def _configure_logging(command: str, verbose: bool) -> None:
+    """One handler, on the root logger: every line once, in one format."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if command in LIGHTNING_COMMANDS:
+        import lightning  # noqa: F401  (attaches the handler removed below)
+
+        for handler in list(logging.getLogger("lightning").handlers):
+            logging.getLogger("lightning").removeHandler(handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isoformer", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"isoformer {__version__}")
@@ -326,11 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command not in ("train", "demo"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    _configure_logging(args.command, args.verbose)
     try:
         return COMMANDS[args.command][1](args)
     except IsoformerError as err:

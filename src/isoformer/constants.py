@@ -41,6 +41,10 @@ MODALITIES: tuple[Modality, ...] = ("dna", "rna", "protein")
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
+# Inference arithmetic (`evaluate` / `predict --precision`): float32 throughout, or the encoders and
+# the fusion under bfloat16 autocast with the head and the de-standardisation in float32.
+INFERENCE_PRECISIONS: tuple[str, ...] = ("32", "bf16")
+
 # Default DNA window (bp) centred on the TSS: 2,048 NT-v2 6-mer tokens.
 DEFAULT_DNA_LENGTH = 12_288
 

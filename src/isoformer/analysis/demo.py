@@ -15,7 +15,6 @@ perfect model of those sequences would reach on the same test transcripts.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass
@@ -114,11 +113,11 @@ def run_demo(
     rows = []
     for step, (name, modalities) in enumerate(DEMO_MODELS.items(), start=1):
         log.info("demo 3/3: training %s (%d/%d)", name, step, len(DEMO_MODELS))
-        run = out / "runs" / "-".join(modalities)
-        train(dataset, "tiny", run, overrides=overrides, modalities=list(modalities), seed=seed,
-              max_epochs=max_epochs, progress=progress)
+        run = train(dataset, "tiny", out / "runs" / "-".join(modalities), overrides=overrides,
+                    modalities=list(modalities), seed=seed, max_epochs=max_epochs,
+                    progress=progress)
         report = evaluate_run(run, dataset, split="test", progress=progress)
-        epochs = json.loads((run / "training.json").read_text())["epochs"]
+        epochs = run.summary()["epochs"]
         rows.append(
             DemoRow(
                 model=name,

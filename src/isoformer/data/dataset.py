@@ -153,6 +153,11 @@ class TranscriptDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.transcript_ids)
 
+    def sequence_lengths(self) -> list[int]:
+        """RNA plus protein length per item (what its padded batch size depends on), read from
+        the table: no DNA window is fetched."""
+        return [len(rna) + len(protein) for rna, protein in zip(self.rna, self.protein)]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         dna = self.genome.window(
             self.chroms[index], int(self.tss[index]), self.strands[index], self.dna_length

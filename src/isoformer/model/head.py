@@ -49,5 +49,10 @@ class IsoFormerHead(nn.Module):
         return masked_mean(output.hidden, mask)
 
     def forward(self, fused: dict[str, EncoderOutput]) -> torch.Tensor:
-        pooled = torch.cat([self.pool(m, fused[m]) for m in self.modalities], dim=-1)  # [B, sum D]
+        """Pooled in the head's own dtype (float32 in IsoFormer, whatever the fusion ran in)."""
+        dtype = self.mlp[-1].weight.dtype
+        pooled = torch.cat(
+            [self.pool(m, EncoderOutput(fused[m].hidden.to(dtype), fused[m].mask))
+             for m in self.modalities], dim=-1,
+        )  # [B, sum D]
         return self.mlp(pooled)  # [B, T]

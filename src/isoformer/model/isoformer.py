@@ -4,8 +4,13 @@
     batch = model.tokenize(records)          # records: dicts with dna/rna/protein_sequence
     output = model(batch)                    # output.predictions [B, T], standardised space
     model.save_pretrained("run/model")
-    model = IsoFormer.from_pretrained("run")  # a save_pretrained directory, or a run holding model/
+    model = IsoFormer.from_pretrained("run", device="auto")  # a save_pretrained dir or a run
     log1p_tpm = model.predict(records)       # [N, T] numpy, log(1 + TPM)
+
+Precision: the encoders and the fusion run in whatever dtype and autocast the caller chose
+(Lightning's `bf16-true`, `64-true`, inference under bf16 autocast); the head and the target
+statistics are kept at least float32 through every `.to()` and run outside autocast, so the
+predictions and their de-standardisation keep full precision.
 """
 
 from __future__ import annotations
@@ -21,20 +26,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import track
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PretrainedConfig
 
 from isoformer import __version__
 from isoformer.constants import SEQUENCE_KEYS
-from isoformer.encoders.base import EncoderOutput, SequenceEncoder
+from isoformer.encoders.base import CropCounts, EncoderOutput, SequenceEncoder, crop_sequence
 from isoformer.encoders.registry import build_encoder
 from isoformer.errors import IsoformerError
 from isoformer.files import atomic_output, write_json_atomic
 from isoformer.model.aggregation import build_aggregator
 from isoformer.model.config import ModelConfig, config_to_dict, model_config_from_dict
 from isoformer.model.head import IsoFormerHead
+from isoformer.model.prediction import InferencePrecision, predict_records, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +75,6 @@ def resolve_model_config(config: ModelConfig) -> ModelConfig:
                 and encoder.max_length is None and config.dna_length is not None):
             encoder.max_length = config.dna_length
     return config
-
-
-def _move(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    return {key: _move(value, device) for key, value in batch.items()}
 
 
 def encoder_architecture(encoder: SequenceEncoder) -> dict[str, Any]:
@@ -128,6 +127,8 @@ class IsoFormer(nn.Module):
         # Per-tissue statistics of the training targets (log(1 + TPM)); identity until set.
         self.register_buffer("target_mean", torch.zeros(len(config.tissues)))
         self.register_buffer("target_std", torch.ones(len(config.tissues)))
+        # DNA windows longer than dna_length, cropped to it by `tokenize`.
+        self.dna_window_crops = CropCounts("bp")
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> IsoFormer:
@@ -153,25 +154,66 @@ class IsoFormer(nn.Module):
     def device(self) -> torch.device:
         return self.target_mean.device
 
+    def _apply(self, fn: Any, recurse: bool = True) -> IsoFormer:
+        # Every move or cast (`.to`, `.half()`, Lightning's bf16-true) goes through here: the head
+        # and the target statistics come back to float32 when cast below it.
+        super()._apply(fn, recurse)
+        for tensor in (*self.head.parameters(), self.target_mean, self.target_std):
+            if tensor.dtype in (torch.float16, torch.bfloat16):
+                tensor.data = tensor.data.float()
+        return self
+
+    def crop_counts(self) -> dict[str, CropCounts]:
+        """Crops so far (copies): "dna_window" (to `dna_length`), then each encoder's own."""
+        counts = {"dna_window": self.dna_window_crops} if "dna" in self.encoders else {}
+        counts.update({m: encoder.crops for m, encoder in self.encoders.items()})
+        return {name: dataclasses.replace(count) for name, count in counts.items()}
+
     # ---- inputs and outputs ----
 
     def tokenize(self, records: Sequence[Record]) -> Batch:
         """Records -> {"inputs": modality -> encoder inputs, "present": modality -> [B] bool}.
 
         A missing, None or empty sequence marks that modality absent for the record (e.g. the
-        protein of a non-coding transcript); encoders raise on invalid sequences.
+        protein of a non-coding transcript); encoders raise on invalid sequences. DNA windows go
+        through `fit_dna_windows` first.
         """
         inputs, present = {}, {}
         for modality, encoder in self.encoders.items():
             sequences = [record.get(SEQUENCE_KEYS[modality]) or "" for record in records]
             present[modality] = torch.tensor([len(s) > 0 for s in sequences], dtype=torch.bool)
+            if modality == "dna":
+                sequences = self.fit_dna_windows(sequences)
             inputs[modality] = encoder.tokenize(sequences)
         return {"inputs": inputs, "present": present}
+
+    def fit_dna_windows(self, windows: Sequence[str]) -> list[str]:
+        """TSS-centred windows at `config.dna_length` bp (none set: unchanged).
+
+        A longer window (e.g. exported from a dataset built at a wider window) is cropped around
+        its centre: its TSS, at index len // 2, lands at dna_length // 2, so the crop equals the
+        window extracted at dna_length. Crops are counted in `dna_window_crops`. A shorter window
+        lacks context the model was trained with: an error.
+        """
+        length = self.config.dna_length
+        if length is None:
+            return list(windows)
+        for index, window in enumerate(windows):
+            if len(window) < length:
+                raise IsoformerError(
+                    f"DNA window {index} has {len(window)} bp, shorter than the model's "
+                    f"{length}-bp window (export windows of that length, e.g. `isoformer export "
+                    "--run RUN`)"
+                )
+        kept = [crop_sequence(window, length, "center") for window in windows]
+        self.dna_window_crops.record(windows, kept)
+        return kept
 
     def forward(self, batch: Batch, output_attentions: bool = False) -> IsoFormerOutput:
         embeddings = {m: encoder(batch["inputs"][m]) for m, encoder in self.encoders.items()}
         aggregated = self.aggregator(embeddings, batch["present"], output_attentions)
-        predictions = self.head(aggregated.fused)  # [B, T]
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            predictions = self.head(aggregated.fused)  # [B, T], float32 at least
         return IsoFormerOutput(predictions=predictions, fused=aggregated.fused,
                                attentions=aggregated.attentions)
 
@@ -202,34 +244,12 @@ class IsoFormer(nn.Module):
             return predictions
         return predictions * self.target_std + self.target_mean
 
-    @torch.no_grad()
     def predict(self, records: Sequence[Record], batch_size: int = 32,
-                progress: bool = False) -> np.ndarray:
-        """log(1 + TPM) predictions [N, T] (float32), in the order of `records`.
-
-        Records are batched by length (longest RNA + protein first, so padding stays small and
-        memory trouble shows at once), then put back in input order.
-        """
-        if batch_size < 1:
-            raise IsoformerError(f"batch_size must be at least 1 (got {batch_size})")
-
-        def length(index: int) -> int:
-            record = records[index]
-            return sum(len(record.get(SEQUENCE_KEYS[m]) or "") for m in ("rna", "protein"))
-
-        order = sorted(range(len(records)), key=length, reverse=True)
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        results = np.empty((len(records), len(self.config.tissues)), dtype=np.float32)
-        was_training = self.training
-        self.eval()
-        try:
-            for indices in track(batches, description="predicting", disable=not progress):
-                batch = _move(self.tokenize([records[i] for i in indices]), self.device)
-                predictions = self.to_log1p(self(batch).predictions.float())
-                results[indices] = predictions.cpu().numpy()
-        finally:
-            self.train(was_training)
-        return results
+                precision: InferencePrecision = "32", progress: bool = False) -> np.ndarray:
+        """log(1 + TPM) predictions [N, T] (float32), in the order of `records`, on this model's
+        device (see `isoformer.model.prediction.predict_records`)."""
+        return predict_records(self, records, batch_size=batch_size, precision=precision,
+                               progress=progress)
 
     # ---- saving and loading ----
 
@@ -266,7 +286,9 @@ class IsoFormer(nn.Module):
         """Load a `save_pretrained` directory, or a training run directory holding one in `model/`.
 
         Encoders are built with random weights and then receive the saved ones: no Hub access.
+        `device`: auto (the GPU when there is one), cpu, cuda or cuda:N.
         """
+        device = resolve_device(device)
         path = Path(path)
         directory = next((d for d in (path, path / "model") if (d / CONFIG_FILE).is_file()
                           and (d / WEIGHTS_FILE).is_file()), None)

@@ -2,7 +2,8 @@
 
 Batches stay lists of item dicts (sequences as strings, targets as arrays): tokenisation happens in
 the LightningModule through `IsoFormer.tokenize`, which pads each batch only to its longest member.
-Training batches can be bucketed by RNA length so that padding, the main waste, stays small.
+Training batches can be bucketed by RNA length so that padding, the main waste, stays small;
+validation and test batches are those of every prediction (`prediction_loader`: longest first).
 """
 
 from __future__ import annotations
@@ -18,16 +19,9 @@ from torch.utils.data import DataLoader, Sampler
 
 from isoformer.data.dataset import TranscriptDataset
 from isoformer.errors import IsoformerError
+from isoformer.model.prediction import collate_records, prediction_loader
 
 log = logging.getLogger(__name__)
-
-Record = dict[str, Any]
-
-
-def collate_records(items: list[Record]) -> list[Record]:
-    """Keep the batch as a list of records; the model tokenises (and pads) it."""
-    return items
-
 
 class LengthBucketBatchSampler(Sampler[list[int]]):
     """Shuffled batches of similar length.
@@ -102,24 +96,25 @@ class TranscriptDataModule(L.LightningDataModule):
         if stage in ("test", None):
             self.split("test")
 
-    def _loader(self, name: str, **kwargs: Any) -> DataLoader:
-        return DataLoader(
-            self.split(name),
-            collate_fn=collate_records,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            **kwargs,
-        )
-
     def train_dataloader(self) -> DataLoader:
+        options: dict[str, Any] = dict(
+            collate_fn=collate_records, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
         if not self.bucket_by_length:
-            return self._loader("train", batch_size=self.batch_size, shuffle=True)
+            return DataLoader(self.split("train"), batch_size=self.batch_size, shuffle=True,
+                              **options)
         lengths = [len(rna) for rna in self.split("train").rna]
         sampler = LengthBucketBatchSampler(lengths, self.batch_size, seed=self.seed)
-        return self._loader("train", batch_sampler=sampler)
+        return DataLoader(self.split("train"), batch_sampler=sampler, **options)
+
+    def _prediction_loader(self, name: str) -> DataLoader:
+        dataset = self.split(name)
+        return prediction_loader(dataset, dataset.sequence_lengths(), self.batch_size,
+                                 self.num_workers, persistent_workers=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("valid", batch_size=self.batch_size)
+        return self._prediction_loader("valid")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", batch_size=self.batch_size)
+        return self._prediction_loader("test")

@@ -1,27 +1,17 @@
 """`isoformer train`: fit an IsoFormer on a built dataset and write a self-describing run directory.
 
-RUN/
-  config.yaml          resolved config (preset + overrides + the dataset's tissues)
-  tissues.json         tissue names, in target order
-  normalization.json   per-tissue mean / std of the training targets (log(1 + TPM))
-  dataset.json         dataset path, sha256 of transcripts.parquet, its metadata (input checksums)
-  checkpoints/         Lightning checkpoints: best.ckpt (lowest val_loss) and last.ckpt
-  logs/version_<n>/metrics.csv  losses and validation R2 per step / epoch, one folder per session
-  model/               the best model, exported with `IsoFormer.save_pretrained`
-  training.json        best val_loss, the checkpoint it came from, epochs run
+The directory's layout is `isoformer.training.run` (the `Run` object reads and writes it).
 
 Resuming: running `train` again with the same config and dataset on a RUN that holds
-checkpoints/last.ckpt continues from it (optimizer, epoch, early-stopping state included); only
-`training.max_epochs` may differ, so a finished run can be extended. A RUN whose saved config or
-dataset differs otherwise is refused unless `overwrite=True`, which deletes the previous run's
-files first.
+checkpoints/last.ckpt continues from it (optimizer, epoch, early-stopping state, crop counts
+included); only `training.max_epochs` may differ, so a finished run can be extended. A RUN whose
+saved config or dataset differs otherwise is refused unless `overwrite=True`, which deletes the
+previous run's files first.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -32,44 +22,28 @@ from typing import Any
 
 import lightning as L
 import torch
-import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from isoformer.data.dataset import read_metadata, read_transcripts
-from isoformer.data.schema import TRANSCRIPTS_FILE
 from isoformer.errors import IsoformerError
-from isoformer.files import write_json_atomic
-from isoformer.model.config import (
-    RunConfig,
-    apply_overrides,
-    config_to_dict,
-    load_preset,
-    save_config,
-)
+from isoformer.model.config import RunConfig, apply_overrides, config_to_dict, load_preset
 from isoformer.model.isoformer import IsoFormer
 from isoformer.training.datamodule import TranscriptDataModule
-from isoformer.training.module import IsoFormerModule, TargetStatistics
+from isoformer.training.module import IsoFormerModule
+from isoformer.training.run import (
+    CONFIG_FILE,
+    LOGS_DIR,
+    RUN_FILES,
+    Run,
+    TargetStatistics,
+    dataset_fingerprint,
+)
 
 log = logging.getLogger(__name__)
 
 # Config fields a resumed run may change: extending max_epochs continues a finished or stopped run.
 RESUMABLE_CHANGES = frozenset({"training.max_epochs"})
-RUN_FILES = (
-    "config.yaml",
-    "tissues.json",
-    "normalization.json",
-    "dataset.json",
-    "checkpoints",
-    "logs",
-    "model",
-    "training.json",
-)
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def resolve_config(
@@ -100,11 +74,6 @@ def resolve_config(
     )
 
 
-def _config_as_saved(config: RunConfig) -> dict[str, Any]:
-    """The config as it reads back from YAML (tuples become lists), to compare with a saved run."""
-    return yaml.safe_load(yaml.safe_dump(config_to_dict(config), sort_keys=True))
-
-
 def _differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         keys = sorted(set(old) | set(new))
@@ -116,20 +85,11 @@ def _differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
-def dataset_fingerprint(data_dir: Path) -> dict[str, Any]:
-    return {
-        "path": str(data_dir.resolve()),
-        "transcripts_sha256": _sha256(data_dir / TRANSCRIPTS_FILE),
-        "metadata": read_metadata(data_dir),
-    }
-
-
 def _prepare_run_dir(
     out: Path, config: RunConfig, fingerprint: dict[str, Any], overwrite: bool
 ) -> Path | None:
     """Create or check RUN; return last.ckpt when the run should resume from it."""
-    saved_config = out / "config.yaml"
-    if saved_config.exists() and overwrite:
+    if (out / CONFIG_FILE).exists() and overwrite:
         log.info("--overwrite: removing the previous run's files in %s", out)
         for name in RUN_FILES:
             target = out / name
@@ -137,12 +97,11 @@ def _prepare_run_dir(
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-    elif saved_config.exists():
+    elif (out / CONFIG_FILE).exists():
+        previous = Run.open(out)
         differing = [
             key
-            for key in _differing_keys(
-                yaml.safe_load(saved_config.read_text()), _config_as_saved(config)
-            )
+            for key in _differing_keys(config_to_dict(previous.config), config_to_dict(config))
             if key not in RESUMABLE_CHANGES
         ]
         if differing:
@@ -150,13 +109,12 @@ def _prepare_run_dir(
                 f"{out}: holds a run with a different config ({', '.join(differing)}); "
                 "use another --out or --overwrite"
             )
-        saved_data = json.loads((out / "dataset.json").read_text())
-        if saved_data["transcripts_sha256"] != fingerprint["transcripts_sha256"]:
+        if previous.dataset["transcripts_sha256"] != fingerprint["transcripts_sha256"]:
             raise IsoformerError(
                 f"{out}: was trained on a different dataset "
-                f"({saved_data['path']}); use another --out or --overwrite"
+                f"({previous.dataset['path']}); use another --out or --overwrite"
             )
-        last = out / "checkpoints" / "last.ckpt"
+        last = previous.checkpoints_dir / "last.ckpt"
         if last.exists():
             log.info("resuming from %s", last)
             return last
@@ -169,12 +127,13 @@ def _training_statistics(data_dir: Path, tissues: list[str]) -> TargetStatistics
     return TargetStatistics.from_targets(table.to_numpy())
 
 
-def _precision(requested: str) -> str:
-    # Float16 autocast needs CUDA; on CPU fall back to full precision rather than fail.
-    if "16" in str(requested) and "bf16" not in str(requested) and not torch.cuda.is_available():
-        log.warning("precision %s needs a CUDA device; using 32-true", requested)
+def resolve_precision(requested: str) -> str:
+    """The Lightning precision to use: float16 autocast needs CUDA, so on a machine without it
+    `16-mixed` falls back to full precision (with a warning) rather than fail."""
+    if requested == "16-mixed" and not torch.cuda.is_available():
+        log.warning("precision 16-mixed needs a CUDA device; using 32-true")
         return "32-true"
-    return str(requested)
+    return requested
 
 
 def _export_best(module: IsoFormerModule, checkpoint: Path, model_dir: Path) -> None:
@@ -200,19 +159,14 @@ def train(
     max_epochs: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
-) -> Path:
-    """Train (or resume) a run and return its directory (layout in the module docstring)."""
+) -> Run:
+    """Train (or resume) a run into `out` and return it (layout in `isoformer.training.run`)."""
     data_dir, out = Path(data_dir), Path(out)
     config = resolve_config(data_dir, preset, overrides, modalities, seed, max_epochs)
     fingerprint = dataset_fingerprint(data_dir)
     resume_from = _prepare_run_dir(out, config, fingerprint, overwrite)
-    tissues = list(config.model.tissues)
-
-    statistics = _training_statistics(data_dir, tissues)
-    save_config(config, out / "config.yaml")
-    write_json_atomic(tissues, out / "tissues.json")
-    write_json_atomic(statistics.to_dict(tissues), out / "normalization.json")
-    write_json_atomic(fingerprint, out / "dataset.json")
+    statistics = _training_statistics(data_dir, list(config.model.tissues))
+    run = Run.create(out, config, statistics, fingerprint)
 
     training = config.training
     # Lightning 2.6 with torch >= 2.10 warns about its own pytree use on every step.
@@ -221,17 +175,17 @@ def train(
     model = IsoFormer.from_config(config.model)
     if config.model.standardize_targets:
         model.set_target_statistics(statistics.mean, statistics.std)
-    module = IsoFormerModule(model, training, tissues)
+    module = IsoFormerModule(model, training)
     data = TranscriptDataModule(
         data_dir,
         batch_size=training.batch_size,
-        dna_length=config.model.dna_length,
+        dna_length=run.dna_length,
         num_workers=training.num_workers,
         seed=training.seed,
     )
 
     checkpoint = ModelCheckpoint(
-        dirpath=out / "checkpoints",
+        dirpath=run.checkpoints_dir,
         filename="best",
         monitor="val_loss",
         mode="min",
@@ -242,7 +196,7 @@ def train(
         max_epochs=training.max_epochs,
         accelerator="auto",
         devices=1,
-        precision=_precision(training.precision),
+        precision=resolve_precision(training.precision),
         accumulate_grad_batches=training.accumulate_grad_batches,
         gradient_clip_val=training.gradient_clip_val,
         val_check_interval=training.val_check_interval,
@@ -255,7 +209,7 @@ def train(
             ),
             checkpoint,
         ],
-        logger=CSVLogger(out, name="logs"),  # logs/version_<n>/: one per session, kept on resume
+        logger=CSVLogger(out, name=LOGS_DIR),  # logs/version_<n>/: one per session, kept on resume
         enable_progress_bar=progress,
         log_every_n_steps=10,
         deterministic="warn",
@@ -265,21 +219,23 @@ def train(
     best = (
         Path(checkpoint.best_model_path)
         if checkpoint.best_model_path
-        else out / "checkpoints" / "last.ckpt"
+        else run.checkpoints_dir / "last.ckpt"
     )
-    _export_best(module, best, out / "model")
+    _export_best(module, best, run.model_dir)
     best_loss = checkpoint.best_model_score
+    crops = {name: dataclasses.asdict(count) for name, count in module.run_crop_counts().items()}
     summary = {
         "best_val_loss": None if best_loss is None else float(best_loss),
         "best_checkpoint": best.name,
         "epochs": trainer.current_epoch,
+        "crops": crops,
     }
-    write_json_atomic(summary, out / "training.json")
+    run.write_summary(summary)
     log.info(
         "run %s: best val_loss %s after %d epochs; model exported to %s",
         out,
         summary["best_val_loss"],
         trainer.current_epoch,
-        out / "model",
+        run.model_dir,
     )
-    return out
+    return run

@@ -1,53 +1,36 @@
 """LightningModule: MSE on the per-tissue targets, Adam, validation loss and mean R2.
 
 The network (`IsoFormer`) stays a plain `nn.Module` with no loss; this module adds the training
-objective. Targets are compared in the model's output space: standardised per tissue when the
-model config asks for it (statistics from the training split), log(1 + TPM) otherwise.
+objective. Batches go through `isoformer.model.prediction.predict_batch`, the step every
+prediction path shares. Targets are compared in the model's output space: standardised per tissue
+when the model config asks for it (statistics from the training split), log(1 + TPM) otherwise.
+
+Crops (inputs longer than an encoder takes) are logged once per epoch and counted over the whole
+run; the counts travel in the checkpoints, so a resumed run keeps them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from isoformer.constants import TARGETS
-from isoformer.metrics import mean_over_tissues, per_tissue_metrics
+from isoformer.encoders.base import CropCounts, log_crops
+from isoformer.metrics import mean_metrics
 from isoformer.model.config import TrainingConfig
 from isoformer.model.isoformer import IsoFormer
+from isoformer.model.prediction import predict_batch
 
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
-
-
-@dataclass
-class TargetStatistics:
-    """Per-tissue mean and standard deviation of the training targets (log(1 + TPM))."""
-
-    mean: np.ndarray  # [T] float32
-    std: np.ndarray  # [T] float32, floored so standardising never divides by ~0
-
-    @classmethod
-    def from_targets(cls, targets: np.ndarray, std_floor: float = 1e-3) -> TargetStatistics:
-        """targets: [N, T], NaN = missing; a tissue without any value gets mean 0, std 1."""
-        targets = np.asarray(targets, dtype=np.float64)
-        observed = np.isfinite(targets).any(axis=0)  # [T]
-        filled = np.where(observed, targets, 0.0)  # nan* on an all-NaN column would warn
-        mean = np.where(observed, np.nanmean(filled, axis=0), 0.0)
-        std = np.where(observed, np.nanstd(filled, axis=0), 1.0)
-        return cls(mean=mean.astype(np.float32), std=np.maximum(std, std_floor).astype(np.float32))
-
-    def to_dict(self, tissues: list[str]) -> dict[str, dict[str, float]]:
-        return {
-            t: {"mean": float(m), "std": float(s)} for t, m, s in zip(tissues, self.mean, self.std)
-        }
+CROP_COUNTS_KEY = "isoformer_crop_counts"  # where checkpoints keep the run's crop counts
 
 
 def masked_mse(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -58,56 +41,85 @@ def masked_mse(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return F.mse_loss(predictions[valid], targets[valid])
 
 
+def _difference(after: dict[str, CropCounts], before: dict[str, CropCounts]
+                ) -> dict[str, CropCounts]:
+    return {name: after[name] - before.get(name, CropCounts(after[name].unit)) for name in after}
+
+
 class IsoFormerModule(L.LightningModule):
     """Trains an `IsoFormer`; standardisation (when configured) uses the statistics set on it."""
 
-    def __init__(self, model: IsoFormer, training: TrainingConfig, tissues: list[str]):
+    def __init__(self, model: IsoFormer, training: TrainingConfig):
         super().__init__()
         self.model = model
         self.training_config = training
-        self.tissues = list(tissues)
         self._val_predictions: list[np.ndarray] = []
         self._val_targets: list[np.ndarray] = []
+        # Run totals = counts restored from a checkpoint + the model's counts since they were.
+        self._crops_restored: dict[str, CropCounts] = {}
+        self._crops_at_start = model.crop_counts()
+        self._crops_at_epoch_start = model.crop_counts()
 
     def _targets(self, records: list[Record]) -> torch.Tensor:
         """Log(1 + TPM) targets [B, T] on this module's device."""
         targets = np.stack([np.asarray(r[TARGETS], dtype=np.float32) for r in records])
         return torch.from_numpy(targets).to(self.device)
 
-    def _predict(self, records: list[Record]) -> torch.Tensor:
-        """Model output [B, T] in its training space (standardised when configured)."""
-        batch = move_data_to_device(self.model.tokenize(records), self.device)
-        return self.model(batch).predictions.float()
-
     def _loss(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """MSE in the model's training space; `targets` are log(1 + TPM)."""
-        return masked_mse(predictions, self.model.from_log1p(targets))
+        return masked_mse(predictions, self.model.from_log1p(targets).to(predictions.dtype))
 
     def training_step(self, records: list[Record], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(self._predict(records), self._targets(records))
+        loss = self._loss(predict_batch(self.model, records), self._targets(records))
         self.log("train_loss", loss, prog_bar=True, batch_size=len(records))
         return loss
 
     def validation_step(self, records: list[Record], batch_idx: int) -> None:
-        predictions, targets = self._predict(records), self._targets(records)
+        predictions, targets = predict_batch(self.model, records), self._targets(records)
         self.log(
             "val_loss", self._loss(predictions, targets), prog_bar=True, batch_size=len(records)
         )
         log1p = self.model.to_log1p(predictions)
-        self._val_predictions.append(log1p.detach().cpu().numpy())
+        self._val_predictions.append(log1p.detach().float().cpu().numpy())
         self._val_targets.append(targets.cpu().numpy())
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_predictions:
             return
-        per_tissue = per_tissue_metrics(
-            np.concatenate(self._val_predictions), np.concatenate(self._val_targets), self.tissues
-        )
-        r2 = mean_over_tissues(per_tissue)["r2"]
+        r2 = mean_metrics(
+            np.concatenate(self._val_predictions), np.concatenate(self._val_targets),
+            self.model.tissues,
+        )["r2"]
         self._val_predictions.clear()
         self._val_targets.clear()
         # An undefined R2 (e.g. a one-transcript sanity check) is logged as NaN, never as a number.
         self.log("val_r2", float(r2), prog_bar=True)
+
+    # ---- crop counts ----
+
+    def run_crop_counts(self) -> dict[str, CropCounts]:
+        """Crops per modality over the whole run (this session and those it resumed)."""
+        session = _difference(self.model.crop_counts(), self._crops_at_start)
+        return {name: self._crops_restored.get(name, CropCounts(count.unit)) + count
+                for name, count in session.items()}
+
+    def on_train_epoch_start(self) -> None:
+        self._crops_at_epoch_start = self.model.crop_counts()
+
+    def on_train_epoch_end(self) -> None:
+        # Runs after the epoch's validation: its crops are counted with the training batches'.
+        log_crops(_difference(self.model.crop_counts(), self._crops_at_epoch_start),
+                  f"epoch {self.current_epoch}")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CROP_COUNTS_KEY] = {
+            name: dataclasses.asdict(count) for name, count in self.run_crop_counts().items()
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get(CROP_COUNTS_KEY, {})
+        self._crops_restored = {name: CropCounts(**count) for name, count in saved.items()}
+        self._crops_at_start = self.model.crop_counts()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         parameters = [p for p in self.model.parameters() if p.requires_grad]

@@ -1,15 +1,19 @@
 """`isoformer predict`: JSON / JSONL records in, one JSONL prediction per record out.
 
-Input records hold `dna_sequence`, `rna_sequence` and optionally `protein_sequence` (absent or
-"" = non-coding); any other key (transcript_id, id, ...) is carried through. `.json` input is one
-object or a list of objects; anything else is read as JSON lines (blank lines skipped).
+Input records hold `dna_sequence`, `rna_sequence` and optionally `protein_sequence` (absent, null
+or "" = non-coding); any other key (transcript_id, id, ...) is carried through. `.json` input is
+one object or a list of objects; anything else is read as JSON lines (blank lines skipped).
+
+DNA windows are centred on the TSS (at index len // 2, as `isoformer export` writes them). A window
+longer than the run's (e.g. exported from a dataset built at a wider window) is cropped around its
+centre, which gives exactly the window at the run's length; how many were cropped is logged once.
 
 Each output line is the record's carried keys plus either `tissues` and `predicted_expression`
 (log(1 + TPM), one float per tissue, in `tissues` order) or `error`, a sentence naming the record
 (line or list position) and what is wrong: a line that is not JSON, a non-object, a sequence of
 the run's modalities that is missing, not a string or holds invalid characters, an empty RNA, or a
-DNA window whose length differs from the run's. Output order is input order; the file is written
-under a temporary name and renamed.
+DNA window shorter than the run's. Output order is input order; the file is written under a
+temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from isoformer.constants import DNA_SEQUENCE, PROTEIN_SEQUENCE, RNA_SEQUENCE, SEQUENCE_KEYS
-from isoformer.errors import InputFormatError, IsoformerError
+from isoformer.errors import InputFormatError
 from isoformer.files import atomic_output
-from isoformer.model.isoformer import IsoFormer
+from isoformer.model.prediction import InferencePrecision, predict_records
+from isoformer.training.run import Run
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +94,9 @@ def validate_record(record: dict[str, Any], modalities: list[str], dna_length: i
     """The problem with `record` for a run on `modalities`, or None when it can be predicted."""
     for modality in modalities:
         key = SEQUENCE_KEYS[modality]
-        value = record.get(key, "" if key == PROTEIN_SEQUENCE else None)
+        value = record.get(key)
+        if value is None and key == PROTEIN_SEQUENCE:
+            continue  # absent or null: a non-coding transcript
         if value is None:
             return f"missing {key}"
         if not isinstance(value, str):
@@ -100,8 +106,11 @@ def validate_record(record: dict[str, Any], modalities: list[str], dna_length: i
             return f"{key} has invalid characters: {''.join(invalid)!r}"
         if key == RNA_SEQUENCE and not value:
             return f"{key} is empty"
-        if key == DNA_SEQUENCE and len(value) != dna_length:
-            return f"{key} has length {len(value)}, expected the run's DNA window of {dna_length}"
+        if key == DNA_SEQUENCE and len(value) < dna_length:
+            return (
+                f"{key} has length {len(value)}, shorter than the run's DNA window of "
+                f"{dna_length}; export windows of that length with `isoformer export --run RUN`"
+            )
     return None
 
 
@@ -119,32 +128,30 @@ def _carried(record: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def predict_file(
-    run: str | Path, input_path: str | Path, output_path: str | Path, batch_size: int = 16
+    run: Run | str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    batch_size: int = 16,
+    device: str = "auto",
+    precision: InferencePrecision = "32",
 ) -> PredictSummary:
-    """Predict every record of `input_path` with the run's model; write JSONL to `output_path`."""
-    run, output_path = Path(run), Path(output_path)
-    config_path = run / "config.yaml"
-    if not config_path.is_file():
-        raise IsoformerError(
-            f"{run}: not a training run (no config.yaml); create one with `isoformer train`"
-        )
-    model_config = yaml.safe_load(config_path.read_text())["model"]
-    modalities, dna_length = list(model_config["modalities"]), int(model_config["dna_length"])
-    tissues = list(model_config["tissues"])
-
+    """Predict every record of `input_path` with the run's model on `device` (auto, cpu, cuda,
+    cuda:N); write JSONL to `output_path`."""
+    run = run if isinstance(run, Run) else Run.open(run)
+    output_path = Path(output_path)
     entries = read_records(input_path)
     for entry in entries:
         if entry.error is None:
-            problem = validate_record(entry.record, modalities, dna_length)
+            problem = validate_record(entry.record, run.modalities, run.dna_length)
             entry.error = None if problem is None else f"{entry.where}: {problem}"
     valid = [entry for entry in entries if entry.error is None]
     log.info("%d records read from %s, %d valid", len(entries), input_path, len(valid))
 
-    predictions = np.zeros((0, len(tissues)), dtype=np.float32)
+    predictions = np.zeros((0, len(run.tissues)), dtype=np.float32)
     if valid:
-        model = IsoFormer.from_pretrained(run)
-        model.eval()
-        predictions = model.predict([_model_input(e.record) for e in valid], batch_size=batch_size)
+        model = run.load_model(device)
+        predictions = predict_records(model, [_model_input(e.record) for e in valid],
+                                      batch_size=batch_size, precision=precision)
     by_entry = {
         id(entry): row for entry, row in zip(valid, np.asarray(predictions, dtype=np.float64))
     }
@@ -153,7 +160,7 @@ def predict_file(
         for entry in entries:
             out = _carried(entry.record)
             if entry.error is None:
-                out["tissues"] = tissues
+                out["tissues"] = run.tissues
                 out["predicted_expression"] = [float(v) for v in by_entry[id(entry)]]
             else:
                 out["error"] = entry.error
