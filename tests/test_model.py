@@ -315,3 +315,28 @@ def test_paper_presets_build_at_reduced_depth(preset, dna_overrides, single_thre
     records = random_records(2, dna_length=config.dna_length)
     predictions = model.predict(records)
     assert predictions.shape == (2, 30) and np.isfinite(predictions).all()
+
+
+def test_longer_dna_windows_are_cropped_around_the_tss_and_shorter_ones_refused():
+    model = tiny_model()
+    records = random_records(3, dna_length=133)
+    centred = [{**r, DNA_SEQUENCE: r[DNA_SEQUENCE][66 - 60 : 66 + 60]} for r in records]
+    np.testing.assert_array_equal(model.predict(records), model.predict(centred))
+    assert model.crop_counts()["dna_window"].cropped == 3
+    with pytest.raises(IsoformerError, match="DNA window 1 has 119 bp, shorter than the model's "
+                                             "120-bp window"):
+        model.tokenize([centred[0], {**centred[1], DNA_SEQUENCE: "A" * 119}])
+
+
+def test_casting_the_model_keeps_the_head_and_target_statistics_in_float32():
+    model = tiny_model()
+    mean = np.linspace(1.0, 3.0, 30, dtype=np.float32) + 1e-3  # not representable in bfloat16
+    model.set_target_statistics(mean, np.full(30, 0.7))
+    model.to(torch.bfloat16)
+    assert {p.dtype for p in model.encoders.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model.head.parameters()} == {torch.float32}
+    np.testing.assert_array_equal(model.target_mean.numpy(), mean)
+    predictions = model(model.tokenize(random_records(2))).predictions
+    assert predictions.dtype == torch.float32 and torch.isfinite(predictions).all()
+    model.double()
+    assert {p.dtype for p in model.parameters()} == {torch.float64}  # widening is kept

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from tiny_dataset import DNA_LENGTH, TISSUES, train_tiny_run
 
 from isoformer.cli import main
@@ -178,3 +179,29 @@ def test_validate_record(change, problem):
 
 def test_unused_modalities_are_not_checked():
     assert validate_record({"rna_sequence": "ACGT"}, ["rna"], DNA_LENGTH) is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the message of a machine without CUDA")
+def test_a_device_this_machine_lacks_exits_2_without_output(run, tmp_path, capsys):
+    run_dir, data = run
+    source = _write_jsonl(tmp_path / "in.jsonl", [json.dumps(_export_records(data)[0])])
+    code = main(["predict", "--run", str(run_dir), "--input", str(source),
+                 "--output", str(tmp_path / "out.jsonl"), "--device", "cuda"])
+    assert code == 2
+    assert "device 'cuda': no CUDA device is available here" in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_bf16_precision_and_batch_size_options(run, tmp_path):
+    run_dir, data = run
+    records = _export_records(data)
+    source = _write_jsonl(tmp_path / "in.jsonl", [json.dumps(r) for r in records])
+    outputs = {}
+    for precision in ("32", "bf16"):
+        out = tmp_path / f"{precision}.jsonl"
+        assert main(["predict", "--run", str(run_dir), "--input", str(source), "--output",
+                     str(out), "--device", "cpu", "--precision", precision,
+                     "--batch-size", "2"]) == 0
+        outputs[precision] = [json.loads(line)["predicted_expression"]
+                              for line in out.read_text().splitlines()]
+    np.testing.assert_allclose(outputs["bf16"], outputs["32"], rtol=0.05, atol=0.05)

@@ -6,7 +6,9 @@ import csv
 import hashlib
 import json
 import logging
+import typing
 
+import lightning as L
 import numpy as np
 import polars as pl
 import pytest
@@ -17,11 +19,11 @@ from tiny_dataset import DNA_LENGTH, TINY_OVERRIDES, TISSUES, write_tiny_dataset
 from isoformer.cli import main
 from isoformer.data.dataset import TranscriptDataset
 from isoformer.errors import IsoformerError
-from isoformer.model.config import load_preset
+from isoformer.model.config import TrainingConfig, apply_overrides, load_preset
 from isoformer.model.isoformer import IsoFormer
-from isoformer.training.datamodule import LengthBucketBatchSampler
-from isoformer.training.fit import train
-from isoformer.training.module import masked_mse
+from isoformer.training.datamodule import LengthBucketBatchSampler, TranscriptDataModule
+from isoformer.training.fit import resolve_precision, train
+from isoformer.training.module import IsoFormerModule, masked_mse
 from isoformer.training.run import TargetStatistics
 
 NAN = float("nan")
@@ -235,3 +237,62 @@ def test_tiny_preset_builds_the_full_model_offline_with_random_weights():
     model = IsoFormer.from_config(config.model)
     assert sum(p.numel() for p in model.parameters()) < 1_000_000
     assert config.training.precision == "32-true"  # runs where there is no GPU
+
+
+PRECISIONS = typing.get_args(typing.get_type_hints(TrainingConfig)["precision"])
+# What each offered precision trains the encoders in on a CPU (16-mixed needs CUDA: full precision).
+ENCODER_DTYPES = {"32-true": torch.float32, "bf16-mixed": torch.float32, "16-mixed": torch.float32,
+                  "bf16-true": torch.bfloat16, "64-true": torch.float64}
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_one_training_step_with_an_enformer_dna_encoder_in_every_precision(data, precision):
+    """The one-hot DNA meets the convolutions in their dtype; the head and the target statistics
+    stay float32 (float64 under 64-true), and the step updates the weights."""
+    assert set(PRECISIONS) == set(ENCODER_DTYPES)
+    config = apply_overrides(load_preset("tiny"), [
+        *TINY_OVERRIDES, "model.encoders.dna.kind=enformer",
+        "model.encoders.dna.architecture.preset=tiny", f"model.tissues={','.join(TISSUES)}",
+        f"training.precision={precision}",
+    ])
+    torch.manual_seed(0)
+    model = IsoFormer.from_config(config.model)
+    mean = np.array([1.501, 2.003, 0.507], dtype=np.float32)  # not representable in bfloat16
+    model.set_target_statistics(mean, [0.5, 1.0, 2.0])
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    module = IsoFormerModule(model, config.training)
+    trainer = L.Trainer(
+        max_steps=1, precision=resolve_precision(precision), accelerator="cpu",
+        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    )
+    trainer.fit(module, datamodule=TranscriptDataModule(data, batch_size=4,
+                                                        dna_length=DNA_LENGTH))
+    assert trainer.global_step == 1
+    head_dtype = torch.float64 if precision == "64-true" else torch.float32
+    assert {p.dtype for p in model.encoders["dna"].parameters()} == {ENCODER_DTYPES[precision]}
+    assert {p.dtype for p in model.head.parameters()} == {head_dtype}
+    assert model.target_mean.dtype == model.target_std.dtype == head_dtype
+    np.testing.assert_array_equal(model.target_mean.float().numpy(), mean)
+    for part in ("encoders.dna.", "head."):
+        changed = [not torch.equal(before[name].to(p.dtype), p.detach())
+                   for name, p in model.named_parameters() if name.startswith(part)]
+        assert any(changed), part
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_cli_prints_each_log_line_once(data, tmp_path):
+    """Lightning's own console handler is dropped: its lines come once, in our format."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "isoformer.cli", "train", "--data", str(data), "--out",
+         str(tmp_path / "run"), "--max-epochs", "1", "--no-progress", *TINY_OVERRIDES],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    seed_lines = [line for line in lines if "Seed set to 0" in line]
+    assert len(seed_lines) == 1 and "INFO lightning.fabric.utilities.seed:" in seed_lines[0]
+    logged = [line for line in lines if " INFO " in line]
+    assert len(logged) == len(set(logged)) > 3

@@ -154,13 +154,21 @@ class IsoFormer(nn.Module):
     def device(self) -> torch.device:
         return self.target_mean.device
 
+    def _full_precision_tensors(self) -> dict[str, torch.Tensor]:
+        """The head's weights and the target statistics, which no cast narrows (`_apply`)."""
+        tensors = {f"head.{name}": p for name, p in self.head.named_parameters()}
+        return {**tensors, "target_mean": self.target_mean, "target_std": self.target_std}
+
     def _apply(self, fn: Any, recurse: bool = True) -> IsoFormer:
-        # Every move or cast (`.to`, `.half()`, Lightning's bf16-true) goes through here: the head
-        # and the target statistics come back to float32 when cast below it.
+        # Every move or cast (`.to`, `.half()`, Lightning's bf16-true) goes through here. A cast
+        # below float32 would round the head and the target statistics, so they are put back from
+        # the values held before it, on the new device; a widening cast (64-true) is kept.
+        before = {name: t.data for name, t in self._full_precision_tensors().items()}
         super()._apply(fn, recurse)
-        for tensor in (*self.head.parameters(), self.target_mean, self.target_std):
-            if tensor.dtype in (torch.float16, torch.bfloat16):
-                tensor.data = tensor.data.float()
+        for name, tensor in self._full_precision_tensors().items():
+            narrowed = tensor.dtype in (torch.float16, torch.bfloat16)
+            if narrowed and tensor.dtype != before[name].dtype:
+                tensor.data = before[name].to(tensor.device)
         return self
 
     def crop_counts(self) -> dict[str, CropCounts]:

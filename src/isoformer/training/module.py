@@ -55,10 +55,10 @@ class IsoFormerModule(L.LightningModule):
         self.training_config = training
         self._val_predictions: list[np.ndarray] = []
         self._val_targets: list[np.ndarray] = []
-        # Run totals = counts restored from a checkpoint + the model's counts since they were.
-        self._crops_restored: dict[str, CropCounts] = {}
-        self._crops_at_start = model.crop_counts()
-        self._crops_at_epoch_start = model.crop_counts()
+        # Crops of the run's completed epochs (restored from a checkpoint on resume), and the
+        # model's counts when the current epoch started (None between epochs).
+        self._run_crops: dict[str, CropCounts] = {}
+        self._crops_at_epoch_start: dict[str, CropCounts] | None = None
 
     def _targets(self, records: list[Record]) -> torch.Tensor:
         """Log(1 + TPM) targets [B, T] on this module's device."""
@@ -98,18 +98,24 @@ class IsoFormerModule(L.LightningModule):
     # ---- crop counts ----
 
     def run_crop_counts(self) -> dict[str, CropCounts]:
-        """Crops per modality over the whole run (this session and those it resumed)."""
-        session = _difference(self.model.crop_counts(), self._crops_at_start)
-        return {name: self._crops_restored.get(name, CropCounts(count.unit)) + count
-                for name, count in session.items()}
+        """Crops per modality over the run's epochs (training and validation batches; sanity
+        checks left out), this session's and those of the sessions it resumed."""
+        current = {}
+        if self._crops_at_epoch_start is not None:
+            current = _difference(self.model.crop_counts(), self._crops_at_epoch_start)
+        names = {**self._run_crops, **current}
+        return {name: self._run_crops.get(name, CropCounts(count.unit))
+                + current.get(name, CropCounts(count.unit)) for name, count in names.items()}
 
     def on_train_epoch_start(self) -> None:
         self._crops_at_epoch_start = self.model.crop_counts()
 
     def on_train_epoch_end(self) -> None:
         # Runs after the epoch's validation: its crops are counted with the training batches'.
-        log_crops(_difference(self.model.crop_counts(), self._crops_at_epoch_start),
-                  f"epoch {self.current_epoch}")
+        epoch = _difference(self.model.crop_counts(), self._crops_at_epoch_start or {})
+        log_crops(epoch, f"epoch {self.current_epoch}")
+        self._run_crops = self.run_crop_counts()
+        self._crops_at_epoch_start = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CROP_COUNTS_KEY] = {
@@ -118,8 +124,7 @@ class IsoFormerModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get(CROP_COUNTS_KEY, {})
-        self._crops_restored = {name: CropCounts(**count) for name, count in saved.items()}
-        self._crops_at_start = self.model.crop_counts()
+        self._run_crops = {name: CropCounts(**count) for name, count in saved.items()}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         parameters = [p for p in self.model.parameters() if p.requires_grad]
