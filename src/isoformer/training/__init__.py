@@ -1,0 +1,5 @@
+"""Training and using runs: the `Run` directory, Lightning module and data, fit, evaluate, predict."""
+
+from isoformer.training.run import Run, TargetStatistics
+
+__all__ = ["Run", "TargetStatistics"]
