@@ -358,3 +358,16 @@ def test_random_one_hot_dna_encoders_reload_bit_identical(tmp_path, dna_kind, wi
     model.save_pretrained(tmp_path / "saved")
     np.testing.assert_array_equal(IsoFormer.from_pretrained(tmp_path / "saved").predict(records),
                                   expected)
+
+
+def test_training_after_inference_at_the_same_lengths(single_thread):
+    """Prediction runs under inference_mode (so does Lightning's validation); the rotary tables
+    ESM-2 and NT-v2 cache for a length must not leak into the next training step's backward."""
+    model = tiny_model()
+    records = random_records(2)
+    for record in records:
+        record[PROTEIN_SEQUENCE] = "M" * 30  # the same padded lengths in both calls
+    model.predict(records)
+    model.train()
+    model(model.tokenize(records)).predictions.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -76,6 +76,12 @@ class CropCounts:
         self.removed += sum(map(len, originals)) - sum(map(len, kept))
 
 
+def crop_difference(after: dict[str, CropCounts], before: dict[str, CropCounts]
+                    ) -> dict[str, CropCounts]:
+    """Per entry, what was counted between two `crop_counts()` snapshots (absent before: all)."""
+    return {name: after[name] - before.get(name, CropCounts(after[name].unit)) for name in after}
+
+
 def log_crops(counts: dict[str, CropCounts], context: str) -> None:
     """One line per entry that cropped anything, e.g. "epoch 3: rna cropped 3 of 120 sequences
     (1500 bases removed)"."""

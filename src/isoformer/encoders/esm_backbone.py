@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 from transformers import EsmModel
+from transformers.models.esm.modeling_esm import RotaryEmbedding
 
 from isoformer.encoders.base import EncoderOutput, SequenceEncoder
 from isoformer.encoders.train_modes import any_trainable, apply_train_mode, resolve_hidden_layer
@@ -27,6 +28,8 @@ class EsmBackboneEncoder(SequenceEncoder):
         """Use `backbone` (no pooler) up to `config.hidden_layer`; set the train mode."""
         self.backbone = backbone
         backbone.contact_head = None  # predicts contacts from attention maps; unused here
+        # A plain list, not submodules: the backbone already owns them.
+        self._rotary_embeddings = [m for m in backbone.modules() if isinstance(m, RotaryEmbedding)]
         model_config = backbone.config
         self.output_dim = model_config.hidden_size
         self.num_layers = model_config.num_hidden_layers
@@ -45,6 +48,8 @@ class EsmBackboneEncoder(SequenceEncoder):
         input_ids = inputs["input_ids"]  # [B, L]
         attention_mask = inputs["attention_mask"]  # [B, L] bool, True on every non-pad token
         backbone = self.backbone
+        if not torch.is_inference_mode_enabled():
+            self._drop_inference_rotary_tables()
         with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(backbone)):
             # ESM-2's token_dropout rescales embeddings by the share of <mask> among real tokens.
             hidden = backbone.embeddings(input_ids=input_ids, attention_mask=attention_mask)
@@ -59,3 +64,12 @@ class EsmBackboneEncoder(SequenceEncoder):
         special = torch.isin(input_ids, torch.tensor(self.special_token_ids,
                                                      device=input_ids.device))
         return EncoderOutput(hidden=hidden, mask=attention_mask & ~special)
+
+    def _drop_inference_rotary_tables(self) -> None:
+        """transformers' rotary embeddings cache their cos / sin tables per sequence length; a
+        table made under `torch.inference_mode` (validation, prediction) cannot enter a backward
+        pass, so a training batch of the same length would fail. Such tables are rebuilt."""
+        for rotary in self._rotary_embeddings:
+            cached = getattr(rotary, "_cos_cached", None)
+            if cached is not None and cached.is_inference():
+                rotary._seq_len_cached = None

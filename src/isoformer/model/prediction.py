@@ -26,7 +26,7 @@ from rich.progress import track
 from torch.utils.data import DataLoader
 
 from isoformer.constants import INFERENCE_PRECISIONS, SEQUENCE_KEYS
-from isoformer.encoders.base import log_crops
+from isoformer.encoders.base import crop_difference, log_crops
 from isoformer.errors import IsoformerError
 
 if TYPE_CHECKING:
@@ -154,7 +154,6 @@ def predict_records(
                 results[indices] = predictions.float().cpu().numpy()
     finally:
         model.train(was_training)
-    crops_after = model.crop_counts()
-    log_crops({name: crops_after[name] - crops_before[name] for name in crops_after},
+    log_crops(crop_difference(model.crop_counts(), crops_before),
               f"predicting {len(lengths)} records")
     return results

@@ -97,10 +97,10 @@ class TranscriptDataModule(L.LightningDataModule):
             self.split("test")
 
     def train_dataloader(self) -> DataLoader:
-        options: dict[str, Any] = dict(
-            collate_fn=collate_records, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        options: dict[str, Any] = {
+            "collate_fn": collate_records, "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+        }
         if not self.bucket_by_length:
             return DataLoader(self.split("train"), batch_size=self.batch_size, shuffle=True,
                               **options)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from isoformer.constants import TARGETS
-from isoformer.encoders.base import CropCounts, log_crops
+from isoformer.encoders.base import CropCounts, crop_difference, log_crops
 from isoformer.metrics import mean_metrics
 from isoformer.model.config import TrainingConfig
 from isoformer.model.isoformer import IsoFormer
@@ -39,11 +39,6 @@ def masked_mse(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     if not valid.any():
         return predictions.sum() * 0.0  # keeps the graph; no target, no gradient
     return F.mse_loss(predictions[valid], targets[valid])
-
-
-def _difference(after: dict[str, CropCounts], before: dict[str, CropCounts]
-                ) -> dict[str, CropCounts]:
-    return {name: after[name] - before.get(name, CropCounts(after[name].unit)) for name in after}
 
 
 class IsoFormerModule(L.LightningModule):
@@ -102,7 +97,7 @@ class IsoFormerModule(L.LightningModule):
         checks left out), this session's and those of the sessions it resumed."""
         current = {}
         if self._crops_at_epoch_start is not None:
-            current = _difference(self.model.crop_counts(), self._crops_at_epoch_start)
+            current = crop_difference(self.model.crop_counts(), self._crops_at_epoch_start)
         names = {**self._run_crops, **current}
         return {name: self._run_crops.get(name, CropCounts(count.unit))
                 + current.get(name, CropCounts(count.unit)) for name, count in names.items()}
@@ -112,7 +107,7 @@ class IsoFormerModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         # Runs after the epoch's validation: its crops are counted with the training batches'.
-        epoch = _difference(self.model.crop_counts(), self._crops_at_epoch_start or {})
+        epoch = crop_difference(self.model.crop_counts(), self._crops_at_epoch_start or {})
         log_crops(epoch, f"epoch {self.current_epoch}")
         self._run_crops = self.run_crop_counts()
         self._crops_at_epoch_start = None
