@@ -1,4 +1,4 @@
-"""Training and using runs: the `Run` directory, Lightning module and data, fit, evaluate, predict."""
+"""Training and using runs: the `Run` directory, Lightning module and data, fit, evaluate."""
 
 from isoformer.training.run import Run, TargetStatistics
 
