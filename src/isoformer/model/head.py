@@ -35,7 +35,8 @@ class IsoFormerHead(nn.Module):
             self.mlp = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(width, num_outputs))
 
     def pool(self, modality: str, output: EncoderOutput) -> torch.Tensor:
-        """Mean of one modality's valid tokens [B, D] (DNA optionally within `dna_pool_window`)."""
+        """Mean of one modality's valid tokens [B, D] (DNA optionally within `dna_pool_window`),
+        in the head's own dtype (float32 in IsoFormer, whatever the fusion ran in)."""
         mask = output.mask  # [B, L]
         window = self.config.dna_pool_window
         if modality == "dna" and window is not None:
@@ -46,13 +47,8 @@ class IsoFormerHead(nn.Module):
                 )
             positions = torch.arange(mask.shape[1], device=mask.device)
             mask = mask & (positions >= start) & (positions < end)
-        return masked_mean(output.hidden, mask)
+        return masked_mean(output.hidden.to(self.mlp[-1].weight.dtype), mask)
 
     def forward(self, fused: dict[str, EncoderOutput]) -> torch.Tensor:
-        """Pooled in the head's own dtype (float32 in IsoFormer, whatever the fusion ran in)."""
-        dtype = self.mlp[-1].weight.dtype
-        pooled = torch.cat(
-            [self.pool(m, EncoderOutput(fused[m].hidden.to(dtype), fused[m].mask))
-             for m in self.modalities], dim=-1,
-        )  # [B, sum D]
+        pooled = torch.cat([self.pool(m, fused[m]) for m in self.modalities], dim=-1)  # [B, sum D]
         return self.mlp(pooled)  # [B, T]

@@ -198,13 +198,13 @@ class Run:
             "modalities": (model.config.modalities, list(expected.modalities)),
             "dna_length": (model.config.dna_length, expected.dna_length),
         }
-        if expected.standardize_targets:
-            facts["target statistics"] = (
-                np.allclose(model.target_mean.cpu().numpy(), self.target_statistics.mean)
-                and np.allclose(model.target_std.cpu().numpy(), self.target_statistics.std),
-                True,
-            )
         differing = [name for name, (saved, wanted) in facts.items() if saved != wanted]
+        same_statistics = (
+            np.allclose(model.target_mean.cpu().numpy(), self.target_statistics.mean)
+            and np.allclose(model.target_std.cpu().numpy(), self.target_statistics.std)
+        )
+        if expected.standardize_targets and not same_statistics:
+            differing.append("target statistics")
         if differing:
             raise IsoformerError(
                 f"{self.model_dir}: the saved model does not belong to this run (its "
