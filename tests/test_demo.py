@@ -32,11 +32,11 @@ TISSUES = ("Liver", "Brain")
 
 def _transcript(baseline: float, dna: float, rna: float, protein: float) -> dict:
     # intercept 1.0; the same term in both tissues except rna, which flips sign in Brain.
-    components = {"dna": [dna, dna], "rna": [rna, -rna], "protein": [protein, protein]}
+    components = {"gene": [baseline, baseline], "dna": [dna, dna], "rna": [rna, -rna],
+                  "protein": [protein, protein]}
     log_tpm = [1.0 + baseline + dna + components["rna"][k] + protein for k in range(2)]
     return {
         "gene_id": "G",
-        "gene_baseline": baseline,
         "components": components,
         "log_tpm": log_tpm,
         "expression": [math.log1p(math.exp(v)) for v in log_tpm],
@@ -55,7 +55,7 @@ def truth(tmp_path):
     path.write_text(
         json.dumps(
             {"format_version": TRUTH_FORMAT_VERSION, "tissues": list(TISSUES),
-             "transcripts": transcripts}
+             "rules": {"intercept": 1.0}, "transcripts": transcripts}
         )
     )
     return path

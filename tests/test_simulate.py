@@ -18,6 +18,8 @@ from isoformer.cli import main
 from isoformer.constants import TISSUES
 from isoformer.data.expression_model import (
     ExpressionRules,
+    Motif,
+    ProteinFeature,
     expression_components,
     log_tpm,
     noise_free_expression,
@@ -26,6 +28,7 @@ from isoformer.data.expression_model import (
 )
 from isoformer.data.gencode import read_gtf, transcript_sequences, translate
 from isoformer.data.genome import Genome, reverse_complement
+from isoformer.data.rule_family import PromoterFamily, RuleFamily
 from isoformer.data.simulate import read_truth, simulate_study
 from isoformer.errors import IsoformerError
 
@@ -158,8 +161,9 @@ def test_coding_rows_exclude_the_stop_and_translate_to_the_truth(study, gtf, tru
 
 
 def test_truth_reproduces_from_the_sequences_and_rules(study, gtf, truth):
+    assert truth["family"] == RuleFamily().to_json()
     rules = ExpressionRules.from_json(truth["rules"])
-    assert rules == ExpressionRules()
+    assert rules.to_json() == truth["rules"]
     genome = Genome(study / "genome.fa")
     for transcript_id, t in gtf.items():
         record = truth["transcripts"][transcript_id]
@@ -167,20 +171,63 @@ def test_truth_reproduces_from_the_sequences_and_rules(study, gtf, truth):
         window = genome.window(t.chrom, t.tss, t.strand, 1024)
         features = sequence_features(window, sequences.rna, sequences.protein, rules)
         assert dataclasses.asdict(features) == record["features"]
-        components = expression_components(features, record["gene_baseline"], rules)
+        components = expression_components(features, record["components"]["gene"], rules)
         for name in ("dna", "rna", "protein"):
-            np.testing.assert_allclose(components[name], record["components"][name])
-        np.testing.assert_allclose(log_tpm(components, rules), record["log_tpm"])
+            np.testing.assert_allclose(components[name], record["components"][name], atol=1e-6)
+        np.testing.assert_allclose(log_tpm(components, rules), record["log_tpm"], atol=1e-5)
         np.testing.assert_allclose(
             noise_free_expression(np.array(record["log_tpm"])), record["expression"]
         )
-        # DNA and RNA features never share bases: the promoter lies upstream of the transcript.
-        assert not any(m in sequences.rna for m in rules.promoter_motifs.values())
-    planted = Counter()
+    counted = Counter()
     for record in truth["transcripts"].values():
-        planted.update(record["features"]["promoter_motifs"])
-        planted.update(record["features"]["rna_motifs"])
-    assert all(planted[name] > 0 for name in (*rules.promoter_motifs, *rules.rna_motifs))
+        counted.update(record["features"]["promoter_motifs"])
+        counted.update(record["features"]["rna_motifs"])
+    motifs = [*rules.promoter_motifs, *rules.rna_motifs]
+    assert all(counted[m.name] > 0 for m in motifs)
+    # Occurrences count planted copies and chance ones: never fewer than were planted.
+    for name, numbers in truth["promoter_occurrences"].items():
+        assert numbers["counted"] >= numbers["planted"] > 0, name
+
+
+def test_rules_are_drawn_per_seed_from_the_documented_family(tmp_path):
+    drawn = []
+    for seed in (1, 2):
+        simulate_study(tmp_path / str(seed), n_genes=3, seed=seed)
+        drawn.append(read_truth(tmp_path / str(seed) / "truth.json")["rules"])
+    family = RuleFamily()
+    for rules in drawn:
+        low, high = family.promoter.n_motifs
+        assert low <= len(rules["promoter_motifs"]) <= high
+        for motif in rules["promoter_motifs"]:
+            assert 6 <= len(motif["sequence"]) <= 12 and motif["both_strands"]
+        assert rules["rna_motifs"][0]["sequence"] == "ATTTA"
+        assert {f["name"] for f in rules["protein_features"]} <= set(family.protein.features)
+    sequences = [{m["sequence"] for m in rules["promoter_motifs"]} for rules in drawn]
+    assert sequences[0] != sequences[1]
+
+
+def test_a_rules_file_overrides_the_family(tmp_path, capsys):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(
+        "promoter: {sequences: [TATAAAAG, GGGCGG], copies_mean: 2.0}\n"
+        "rna: {n_motifs: [0, 0], length_effect: [0.0, 0.0]}\n"
+        "noise: {sample_log_sd: 0.1}\n"
+    )
+    out = tmp_path / "study"
+    assert main(["simulate", "--out", str(out), "--n-genes", "4", "--rules", str(rules_file)]) == 0
+    truth = read_truth(out / "truth.json")
+    rules = truth["rules"]
+    assert [m["sequence"] for m in rules["promoter_motifs"]] == ["TATAAAAG", "GGGCGG"]
+    assert [m["name"] for m in rules["rna_motifs"]] == ["are"]
+    assert rules["rna_length_weights"] == [0.0] * 30 and rules["sample_log_sd"] == 0.1
+    assert truth["family"]["promoter"]["copies_mean"] == 2.0
+
+    rules_file.write_text("promoter: {motif_lenght: [6, 8]}\n")
+    assert main(["simulate", "--out", str(tmp_path / "x"), "--rules", str(rules_file)]) == 2
+    err = capsys.readouterr().err
+    assert "rules.yaml" in err and "motif_lenght" in err and not (tmp_path / "x").exists()
+    with pytest.raises(IsoformerError, match="not ACGT"):
+        RuleFamily(promoter=PromoterFamily(sequences=["TATAXA"]))
 
 
 def test_genome_has_soft_masking_n_runs_and_genes_at_chromosome_ends(study, gtf, truth):
@@ -196,39 +243,63 @@ def test_genome_has_soft_masking_n_runs_and_genes_at_chromosome_ends(study, gtf,
     assert padded >= 2  # one gene at each end, each with its isoforms
 
 
-def test_each_modality_moves_expression_in_the_documented_direction():
-    rules = ExpressionRules()
+def _hand_rules() -> ExpressionRules:
+    """Rules whose every effect is 1.0 in one tissue (or a round number): answers by hand."""
     brain, liver, pancreas = (TISSUES.index(t) for t in ("Brain", "Liver", "Pancreas"))
-    rng = np.random.default_rng(0)
-    background = "".join(rng.choice(list("ACGT"), 1024))
-    rna, protein = "".join(rng.choice(list("ACGT"), 600)), "MAGSTLV" * 10
+
+    def one_hot(index: int, value: float = 1.0) -> list[float]:
+        return [value if k == index else 0.0 for k in range(len(TISSUES))]
+
+    return ExpressionRules(
+        tissues=list(TISSUES), intercept=2.0, promoter_region=(-300, -20),
+        promoter_motifs=[Motif("tf", "TGACTAAGG", one_hot(brain), both_strands=True)],
+        rna_motifs=[Motif("are", "ATTTA", one_hot(liver, -0.5), both_strands=False)],
+        rna_length_weights=one_hot(liver, -0.25),
+        protein_features=[ProteinFeature("charge", one_hot(pancreas, 2.0), center=0.1, scale=0.5)],
+        noncoding_offset=-1.0, gene_sd=0.0, gene_tissue_sd=0.0, sample_log_sd=0.5,
+    )
+
+
+def test_each_modality_moves_expression_by_its_rule():
+    rules = _hand_rules()
+    brain, liver, pancreas = (TISSUES.index(t) for t in ("Brain", "Liver", "Pancreas"))
+    background = "C" * 1024  # no motif anywhere, no chance occurrence
+    rna, protein = "G" * 1000, "KAAAAAAAAA"  # 1,000 nt: log2(length / 1000) = 0; charge 0.1
 
     def expression(window: str, rna: str, protein: str) -> np.ndarray:
         features = sequence_features(window, rna, protein, rules)
-        return log_tpm(expression_components(features, 0.0, rules), rules)
+        return log_tpm(expression_components(features, np.zeros(30), rules), rules)
 
     base = expression(background, rna, protein)
-    promoter_start = 512 + rules.promoter_region[0]
-    cag = rules.promoter_motifs["cag"]
-    with_cag = (
-        background[: promoter_start + 50] + cag + background[promoter_start + 50 + len(cag) :]
-    )
-    assert promoter_sequence(with_cag, rules).count(cag) == 1
-    delta = expression(with_cag, rna, protein) - base
-    assert delta[brain] > 1.0 and delta[liver] < 0 and np.argmax(delta) == brain
+    np.testing.assert_allclose(base, 2.0)  # charge at the centre: no protein term
+    motif = rules.promoter_motifs[0].sequence
+    at = 512 - 100  # 100 bp upstream of the TSS, inside [-300, -20)
+    forward = background[:at] + motif + background[at + len(motif):]
+    reverse = background[:at] + reverse_complement(motif) + background[at + len(motif):]
+    both = forward[: at - 50] + motif + forward[at - 50 + len(motif):]
+    assert promoter_sequence(forward, rules).count(motif) == 1
+    for window, copies in ((forward, 1), (reverse, 1), (both, 2)):
+        delta = expression(window, rna, protein) - base
+        assert delta[brain] == pytest.approx(copies) and np.abs(np.delete(delta, brain)).max() == 0
     # A motif downstream of the TSS is in the transcript, not the promoter: no DNA effect.
-    downstream = background[:600] + cag + background[600 + len(cag) :]
+    downstream = background[:600] + motif + background[600 + len(motif):]
     np.testing.assert_allclose(expression(downstream, rna, protein), base)
 
-    are = rules.rna_motifs["are"]
-    assert (expression(background, rna + are, protein) < base).all()
-    assert (expression(background, rna + rules.rna_motifs["ac"] * 2, protein) > base).all()
+    # RNA: every ATTTA counts, overlapping ones included (ATTTATTTA holds two); length doubled.
+    delta = expression(background, rna[:-9] + "ATTTATTTA", protein) - base
+    assert delta[liver] == pytest.approx(-1.0)
+    assert expression(background, rna * 2, protein)[liver] - base[liver] == pytest.approx(-0.25)
 
-    basic = expression(background, rna, protein + "K" * 20) - base
-    acidic = expression(background, rna, protein + "E" * 20) - base
-    assert (basic > 0).all() and (acidic < 0).all() and np.argmax(basic) == pancreas
-    neutral = expression(background, rna, "A" * 9)  # net charge 0: no protein term
-    np.testing.assert_allclose(expression(background, rna, "") - neutral, rules.noncoding_offset)
+    # Protein: charge (K + R - D - E) / length, standardised by centre 0.1 and scale 0.5.
+    basic = expression(background, rna, "K" * 6 + "A" * 4)  # charge 0.6: +1 sd
+    assert basic[pancreas] - base[pancreas] == pytest.approx(2.0)
+    np.testing.assert_allclose(expression(background, rna, "") - base, -1.0)  # non-coding
+
+
+def test_calibration_measures_the_protein_features():
+    rules = _hand_rules().calibrated(["KKAA", "AAAA", ""])  # charges 0.5 and 0.0
+    feature = rules.protein_features[0]
+    assert feature.center == pytest.approx(0.25) and feature.scale == pytest.approx(0.25)
 
 
 def test_variance_shares_and_oracle_at_a_moderate_size(tmp_path):
@@ -236,7 +307,8 @@ def test_variance_shares_and_oracle_at_a_moderate_size(tmp_path):
     assert 150 <= summary.n_transcripts <= 400
     assert sum(summary.variance_shares.values()) == pytest.approx(1.0)
     for modality in ("dna", "rna", "protein"):
-        assert 0.2 <= summary.variance_shares[modality] <= 0.45, summary.variance_shares
+        assert 0.1 <= summary.variance_shares[modality] <= 0.6, summary.variance_shares
+        assert 0.05 <= summary.oracle_r2_by_modality[modality] < summary.oracle_r2
     assert 0.75 <= summary.oracle_r2 <= 0.95
 
 
@@ -296,3 +368,6 @@ def test_build_reads_the_study_and_oracle_matches_on_the_dataset(study, truth, t
     metrics = oracle_metrics(study / "truth.json", dataset, split=None)
     assert metrics["n_transcripts"] == len(truth["transcripts"])
     assert metrics["r2"] == pytest.approx(truth["oracle"]["r2"], abs=1e-6)
+    for modality, recorded in truth["oracle_by_modality"].items():
+        alone = oracle_metrics(study / "truth.json", dataset, split=None, modalities=[modality])
+        assert alone["r2"] == pytest.approx(recorded["r2"], abs=1e-6)

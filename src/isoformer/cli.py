@@ -27,13 +27,23 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--n-genes", type=int, default=None, help="number of genes (default: the demo size)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the drawn rules and sequences")
+    _add_rules_option(p)
+
+
+def _add_rules_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--rules", type=Path, default=None,
+        help="YAML overriding fields of the rule family (isoformer.data.rule_family)",
+    )
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    from isoformer.data.rule_family import load_rule_family
     from isoformer.data.simulate import simulate_study
 
-    simulate_study(args.out, n_genes=args.n_genes, seed=args.seed)
+    simulate_study(args.out, n_genes=args.n_genes, seed=args.seed,
+                   family=load_rule_family(args.rules))
     return 0
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from isoformer.data.dataset import read_transcripts
-from isoformer.data.expression_model import COMPONENTS, noise_free_expression
+from isoformer.data.expression_model import COMPONENTS, oracle_expression
 from isoformer.data.simulate import read_truth
 from isoformer.errors import IsoformerError
 from isoformer.metrics import mean_metrics
@@ -31,7 +31,7 @@ def oracle_metrics(
     data: a dataset directory from `build` or its transcripts table. Transcripts of the split
     without a truth entry raise IsoformerError (the dataset is not from this simulation).
     modalities: score what those sequences alone can explain: every other term of `log_tpm`
-    (the other sequences' terms and the gene baseline, which no sequence carries) is held at its
+    (the other sequences' terms and the gene effects, which no sequence carries) is held at its
     mean over all simulated transcripts. None scores the full noise-free expression.
     Returns {"r2", "spearman", "pearson", "n_transcripts"}.
     """
@@ -50,28 +50,14 @@ def oracle_metrics(
         raise IsoformerError(
             f"{len(unknown)} transcripts (e.g. {unknown[0]}) are not in {truth_path}"
         )
-    records = [truth["transcripts"][i] for i in ids]
     if modalities is None:
-        predicted = np.array([record["expression"] for record in records])
+        predicted = np.array([truth["transcripts"][i]["expression"] for i in ids])
     else:
-        predicted = noise_free_expression(
-            np.array([r["log_tpm"] for r in records])
-            - _centred_terms(truth, ids, [c for c in COMPONENTS if c not in modalities])
-        )
+        everyone = list(truth["transcripts"].values())
+        components = {name: np.array([r["components"][name] for r in everyone])
+                      for name in COMPONENTS}
+        oracle = oracle_expression(components, modalities, truth["rules"]["intercept"])
+        row = {transcript_id: i for i, transcript_id in enumerate(truth["transcripts"])}
+        predicted = oracle[[row[i] for i in ids]]
     observed = table.select(tissues).to_numpy().astype(np.float64)
     return {**mean_metrics(predicted, observed, tissues), "n_transcripts": len(ids)}
-
-
-def _centred_terms(truth: dict, ids: list[str], names: list[str]) -> np.ndarray:
-    """Sum of the named terms of `log_tpm` minus their mean over all simulated transcripts."""
-    everyone = list(truth["transcripts"].values())
-    total = np.zeros((len(ids), len(truth["tissues"])))
-    for name in names:
-        if name == "gene_baseline":
-            values = np.array([[r["gene_baseline"]] for r in everyone])
-            chosen = np.array([[truth["transcripts"][i]["gene_baseline"]] for i in ids])
-        else:
-            values = np.array([r["components"][name] for r in everyone])
-            chosen = np.array([truth["transcripts"][i]["components"][name] for i in ids])
-        total = total + chosen - values.mean(axis=0)
-    return total

@@ -12,22 +12,27 @@ Files written to OUT (built in a temporary directory, renamed into place at the 
 
 truth.json:
     format_version, seed, n_genes, tissues      the tissue order of every per-tissue list
-    rules                 ExpressionRules.to_json() (motifs, weights, profiles, noise sd)
+    family                the RuleFamily the rules were drawn from (defaults + --rules FILE.yaml)
+    rules                 ExpressionRules.to_json(): the drawn motifs, profiles, features, noise
     variance_shares       each term's share of the variance across transcripts (per tissue,
-                          averaged): gene_baseline, dna, rna, protein
+                          averaged): gene, dna, rna, protein
     oracle                {"r2", "spearman", "pearson"} of the noise-free expression against the
                           observed targets (log1p of the tissue-mean GCT TPM), all transcripts
+    oracle_by_modality    the same for each modality's term alone (others held at their mean)
+    promoter_occurrences  per promoter motif: {"planted", "counted"} over all transcripts; the
+                          difference arose by chance in background sequence (and counts)
     near_edge_genes       gene ids whose TSS window runs past a chromosome end
     transcripts           transcript_id -> {gene_id, transcript_type, features (promoter_motifs,
-                          rna_motifs, net_charge), gene_baseline, protein, components
-                          {dna, rna, protein: [tissue]}, log_tpm [tissue], expression [tissue]}
+                          rna_motifs, rna_length, protein), protein, components {gene, dna,
+                          rna, protein: [tissue]}, log_tpm [tissue], expression [tissue]}
                           where expression = log1p(exp(log_tpm)), the noise-free target.
-The rules themselves are documented in expression_model.py; `isoformer.analysis.oracle` scores
-the noise-free expression against a built dataset's targets.
+The rules are documented in expression_model.py, their family in rule_family.py;
+`isoformer.analysis.oracle` scores the noise-free expression against a built dataset's targets.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -41,15 +46,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from isoformer.constants import MODALITIES
 from isoformer.data.expression_model import (
     COMPONENTS,
-    ExpressionRules,
     expression_components,
     log_tpm,
     noise_free_expression,
+    oracle_expression,
     sequence_features,
     variance_shares,
 )
+from isoformer.data.rule_family import RuleFamily, draw_rules
 from isoformer.data.simulate_annotation import near_edge_genes, place_genes, write_fasta, write_gtf
 from isoformer.data.simulate_genes import design_gene
 from isoformer.errors import IsoformerError
@@ -57,7 +64,7 @@ from isoformer.errors import IsoformerError
 log = logging.getLogger(__name__)
 
 DEMO_N_GENES = 600  # about 1,700 transcripts: the demo trains four tiny models in ~3 min on 2 cores
-TRUTH_FORMAT_VERSION = 1
+TRUTH_FORMAT_VERSION = 2
 PROMOTER_WINDOW = 1024  # TSS-centred window the DNA features are read from
 OTHER_TISSUE = "Bone Marrow"
 # GTEx SMTSD values of each SMTS; samples cycle through them.
@@ -96,6 +103,7 @@ class SimulationSummary:
     chromosome_lengths: dict[str, int]
     variance_shares: dict[str, float]
     oracle_r2: float
+    oracle_r2_by_modality: dict[str, float]
 
 
 def _sample_ids(rng: np.random.Generator, tissues: list[str]) -> list[str]:
@@ -158,9 +166,10 @@ def _tissue_means(
 
 
 def simulate_study(
-    out: Path, n_genes: int | None = None, seed: int = 0, rules: ExpressionRules | None = None
+    out: Path, n_genes: int | None = None, seed: int = 0, family: RuleFamily | None = None
 ) -> SimulationSummary:
-    """Write a simulated study to `out` (must not exist or be empty); deterministic for a seed."""
+    """Write a simulated study to `out` (must not exist or be empty); deterministic for a seed.
+    The rules are drawn from `family` (default: `RuleFamily()`) with the seed."""
     out = Path(out)
     n_genes = DEMO_N_GENES if n_genes is None else n_genes
     if n_genes < 2:
@@ -169,45 +178,40 @@ def simulate_study(
         raise IsoformerError(
             f"{out} already exists and is not an empty directory; choose another --out"
         )
-    rules = rules or ExpressionRules()
+    family = family or RuleFamily()
     rng = np.random.default_rng(seed)
+    rules = draw_rules(family, rng)
 
-    genes = [design_gene(rng, rules, coding=rng.random() < 0.8) for _ in range(n_genes)]
+    genes = [design_gene(rng, rules, family, coding=rng.random() < 0.8) for _ in range(n_genes)]
+    rules = rules.calibrated([t.protein for g in genes for t in g.transcripts])
     n_chromosomes = int(np.clip(round(n_genes / 40), 2, 8))
     chromosomes, placed = place_genes(rng, genes, n_chromosomes)
-    gene_baselines = rng.normal(0.0, rules.gene_baseline_sd, len(placed))
+    n_tissues = len(rules.tissues)
+    gene_effects = (rng.normal(0.0, rules.gene_sd, (len(placed), 1))
+                    + rng.normal(0.0, rules.gene_tissue_sd, (len(placed), n_tissues)))
 
     truth: dict[str, dict] = {}
-    for g, baseline in zip(placed, gene_baselines):
+    occurrences = {m.name: {"planted": 0, "counted": 0} for m in rules.promoter_motifs}
+    for g, gene_effect in zip(placed, gene_effects):
         for transcript, transcript_id in zip(g.gene.transcripts, g.transcript_ids):
             window = _window(chromosomes[g.chrom], g.tss(transcript), g.strand)
             features = sequence_features(window, transcript.rna, transcript.protein, rules)
-            components = expression_components(features, float(baseline), rules)
+            components = expression_components(features, gene_effect, rules)
+            for name, planted in g.gene.planted_promoters[transcript.first_exon].items():
+                occurrences[name]["planted"] += planted
+                occurrences[name]["counted"] += features.promoter_motifs[name]
             expected = log_tpm(components, rules)
             truth[transcript_id] = {
                 "gene_id": g.gene_id,
                 "transcript_type": transcript.transcript_type,
-                "features": {
-                    "promoter_motifs": features.promoter_motifs,
-                    "rna_motifs": features.rna_motifs,
-                    "net_charge": features.net_charge,
-                },
-                "gene_baseline": float(baseline),
+                "features": dataclasses.asdict(features),
                 "protein": transcript.protein,
-                "components": {name: components[name].tolist() for name in COMPONENTS[1:]},
+                "components": {name: components[name].round(6).tolist() for name in COMPONENTS},
                 "log_tpm": expected.tolist(),
-                "expression": noise_free_expression(expected).tolist(),
             }
+            truth[transcript_id]["expression"] = noise_free_expression(expected).tolist()
     stacked = {
-        name: np.array(
-            [
-                t["components"][name]
-                if name != "gene_baseline"
-                else [t["gene_baseline"]] * len(rules.tissues)
-                for t in truth.values()
-            ]
-        )
-        for name in COMPONENTS
+        name: np.array([t["components"][name] for t in truth.values()]) for name in COMPONENTS
     }
     shares = variance_shares(stacked)
 
@@ -228,6 +232,12 @@ def simulate_study(
 
     noise_free = np.array([t["expression"] for t in truth.values()])
     oracle = mean_metrics(noise_free, observed, rules.tissues)
+    oracle_by_modality = {
+        modality: mean_metrics(
+            oracle_expression(stacked, [modality], rules.intercept), observed, rules.tissues
+        )
+        for modality in MODALITIES
+    }
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -247,9 +257,12 @@ def simulate_study(
             "seed": seed,
             "n_genes": n_genes,
             "tissues": list(rules.tissues),
+            "family": family.to_json(),
             "rules": rules.to_json(),
             "variance_shares": shares,
             "oracle": oracle,
+            "oracle_by_modality": oracle_by_modality,
+            "promoter_occurrences": occurrences,
             "near_edge_genes": near_edge_genes(placed, chromosomes),
             "transcripts": truth,
         }
@@ -272,6 +285,7 @@ def simulate_study(
         chromosome_lengths={k: len(v) for k, v in chromosomes.items()},
         variance_shares=shares,
         oracle_r2=oracle["r2"],
+        oracle_r2_by_modality={m: v["r2"] for m, v in oracle_by_modality.items()},
     )
     log.info(
         "simulated %d genes, %d transcripts (%d coding), %d samples -> %s",
@@ -282,9 +296,10 @@ def simulate_study(
         out,
     )
     log.info(
-        "variance shares: %s; oracle R2 %.3f",
+        "variance shares: %s; oracle R2 %.3f (%s)",
         ", ".join(f"{k} {v:.2f}" for k, v in shares.items()),
         oracle["r2"],
+        ", ".join(f"{m} alone {v:.3f}" for m, v in summary.oracle_r2_by_modality.items()),
     )
     return summary
 

@@ -9,8 +9,10 @@ introns, a short downstream flank); `simulate_genome` later places it on either 
 F1/F2 are alternative first exons (5'UTR only), E1 holds the start codon, X are internal exons
 (constitutive or frame-preserving cassettes), L1/L2 alternative last exons (end of the CDS,
 stop, 3'UTR with RNA motifs). Introns next to a TSS are >= 1 kb, so a 1,024 bp TSS window sees
-its promoter and first exon only: DNA and RNA features never share bases. Every boundary a
-cassette or a last exon touches lies between codons, so every isoform keeps one reading frame.
+its promoter and first exon only. Every boundary a cassette or a last exon touches lies between
+codons, so every isoform keeps one reading frame. Each coding part draws its own residue
+composition (charge, hydrophobic share; cysteine-rich genes are a protein class), so isoforms of
+one gene differ in their protein features.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import numpy as np
 
 from isoformer.data.expression_model import ExpressionRules
 from isoformer.data.gencode import CODON_TABLE, translate
+from isoformer.data.genome import reverse_complement
+from isoformer.data.rule_family import RuleFamily
 
 UPSTREAM = 400  # locus bases before TSS1
 DOWNSTREAM = 100
@@ -30,33 +34,53 @@ _STOPS = ("TAA", "TAG", "TGA")
 _CODONS: dict[str, list[str]] = {}
 for _codon, _residue in sorted(CODON_TABLE.items()):
     _CODONS.setdefault(_residue, []).append(_codon)
-# Residue pools of the CDS sampler. Every G-first codon codes D, E, G, A or V, so drawing G/A/V
-# in proportion to the positive share keeps the codon first-base composition fixed: net charge
-# is visible in the protein, not as RNA base composition.
-_CHARGED_FRACTION = 0.25
-_G_FIRST_NEUTRAL = "GAV"
-_OTHER_NEUTRAL = "LSTPIFYNQHCWM"
+_RESIDUES = np.array(sorted(r for r in _CODONS if r != "*"))
+_CHARGED_SHARE = 0.25  # of residues: K, R, D, E
+_HYDROPHOBIC = "AILMFVW"
+_CYSTEINE_SHARE = {True: 0.1, False: 0.015}  # cysteine-rich class or not
 
 
 def random_bases(rng: np.random.Generator, n: int) -> str:
     return _BASES[rng.integers(0, 4, n)].tobytes().decode("ascii")
 
 
-def _random_codons(rng: np.random.Generator, n: int, positive_share: float) -> str:
-    """n sense codons; a quarter charged, of which `positive_share` K/R and the rest D/E."""
-    residues = []
-    for _ in range(n):
-        if rng.random() < _CHARGED_FRACTION:
-            pool = "KR" if rng.random() < positive_share else "DE"
+def _composition(rng: np.random.Generator, cysteine_rich: bool) -> np.ndarray:
+    """Residue probabilities [20] (order of _RESIDUES) of one coding part: a drawn share of K/R
+    among the charged residues and of hydrophobic ones among the rest."""
+    positive = rng.uniform(0.05, 0.95)
+    hydrophobic = rng.uniform(0.25, 0.65)
+    cysteine = _CYSTEINE_SHARE[cysteine_rich]
+    rest = 1.0 - _CHARGED_SHARE - cysteine
+    weights = {}
+    others = [r for r in _RESIDUES if r not in "KRDEC" and r not in _HYDROPHOBIC and r != "M"]
+    for r in _RESIDUES:
+        if r in "KR":
+            weights[r] = _CHARGED_SHARE * positive / 2
+        elif r in "DE":
+            weights[r] = _CHARGED_SHARE * (1 - positive) / 2
+        elif r == "C":
+            weights[r] = cysteine
+        elif r in _HYDROPHOBIC:
+            weights[r] = rest * hydrophobic / len(_HYDROPHOBIC)
         else:
-            g_first = rng.random() < positive_share * _CHARGED_FRACTION / (1 - _CHARGED_FRACTION)
-            pool = _G_FIRST_NEUTRAL if g_first else _OTHER_NEUTRAL
-        residues.append(pool[rng.integers(len(pool))])
+            weights[r] = rest * (1 - hydrophobic) / len(others)
+    probabilities = np.array([weights.get(r, 0.0) for r in _RESIDUES])
+    return probabilities / probabilities.sum()
+
+
+def _random_codons(rng: np.random.Generator, n: int, composition: np.ndarray) -> str:
+    """n sense codons with residues drawn from `composition`, synonymous codons uniformly."""
+    residues = rng.choice(_RESIDUES, n, p=composition)
     return "".join(_CODONS[r][rng.integers(len(_CODONS[r]))] for r in residues)
 
 
+def _copies(rng: np.random.Generator, mean: float, at_most: int = 3) -> int:
+    return min(int(rng.poisson(mean)), at_most)
+
+
 def _plant(rng: np.random.Generator, motifs: list[str], length: int) -> str:
-    """`length` random bases with `motifs` planted in order, in disjoint equal slots."""
+    """`length` random bases with `motifs` planted in random order, in disjoint equal slots."""
+    motifs = [motifs[i] for i in rng.permutation(len(motifs))]
     if not motifs:
         return random_bases(rng, length)
     slot = length // len(motifs)
@@ -77,7 +101,7 @@ class GeneDesign:
     kind: str  # "protein_coding" or "lncRNA"
     locus: str
     transcripts: list[TranscriptDesign] = field(default_factory=list)
-    planted_promoters: list[dict[str, int]] = field(default_factory=list)  # per TSS
+    planted_promoters: list[dict[str, int]] = field(default_factory=list)  # copies, per TSS
 
 
 @dataclass
@@ -88,16 +112,18 @@ class TranscriptDesign:
     protein: str = ""
     rna: str = ""
     tags: tuple[str, ...] = ()
+    first_exon: int = 0  # which TSS (index into GeneDesign.planted_promoters)
 
 
 class _LocusBuilder:
     """Appends pieces to a locus and remembers where each exon went."""
 
-    def __init__(self, rng: np.random.Generator, rules: ExpressionRules):
-        self.rng, self.rules = rng, rules
+    def __init__(self, rng: np.random.Generator, rules: ExpressionRules, family: RuleFamily):
+        self.rng, self.rules, self.family = rng, rules, family
         self.pieces: list[str] = []
         self.length = 0
         self.planted: list[dict[str, int]] = []
+        self.are = next(m.sequence for m in rules.rna_motifs if m.name == "are")
 
     def add(self, sequence: str) -> tuple[int, int]:
         span = (self.length, self.length + len(sequence))
@@ -106,37 +132,43 @@ class _LocusBuilder:
         return span
 
     def promoter_flank(self, length: int) -> None:
-        """`length` bases ending at a TSS, with 0-3 promoter motif copies in the promoter region."""
+        """`length` bases ending at a TSS; each promoter motif planted 0-3 times (Poisson) in the
+        promoter region, in a random orientation."""
         start, end = self.rules.promoter_region
-        names = sorted(self.rules.promoter_motifs)
-        n_copies = int(self.rng.choice(4, p=[0.2, 0.35, 0.3, 0.15]))
-        chosen = [names[i] for i in self.rng.integers(0, len(names), n_copies)]
-        self.planted.append({name: chosen.count(name) for name in names})
-        motifs = [self.rules.promoter_motifs[name] for name in chosen]
+        copies = {m.name: _copies(self.rng, self.family.promoter.copies_mean)
+                  for m in self.rules.promoter_motifs}
+        self.planted.append(copies)
+        motifs = [
+            m.sequence if self.rng.random() < 0.5 else reverse_complement(m.sequence)
+            for m in self.rules.promoter_motifs for _ in range(copies[m.name])
+        ]
         self.add(random_bases(self.rng, length + start))
         self.add(_plant(self.rng, motifs, end - start))
         self.add(random_bases(self.rng, -end))
 
     def intron(self, length: int, are_probability: float = 0.0) -> None:
-        motifs = [self.rules.rna_motifs["are"]] if self.rng.random() < are_probability else []
+        motifs = [self.are] if self.rng.random() < are_probability else []
         self.add("GT" + _plant(self.rng, motifs, length - 4) + "AG")
 
     def utr3(self) -> str:
-        """3' end: ARE and AC copies in random order, then a polyadenylation signal."""
-        are = int(self.rng.choice(5, p=[0.3, 0.25, 0.2, 0.15, 0.1]))
-        ac = int(self.rng.choice(4, p=[0.4, 0.3, 0.2, 0.1]))
-        motifs = [self.rules.rna_motifs["are"]] * are + [self.rules.rna_motifs["ac"]] * ac
-        self.rng.shuffle(motifs)
-        length = int(self.rng.integers(80, 220)) + 40 * len(motifs)
+        """3' end: AU-rich elements and the other RNA motifs, then a polyadenylation signal."""
+        rna = self.family.rna
+        motifs = [self.are] * _copies(self.rng, rna.are_copies_mean, at_most=5)
+        for motif in self.rules.rna_motifs:
+            if motif.name != "are":
+                motifs += [motif.sequence] * _copies(self.rng, rna.copies_mean)
+        length = int(self.rng.integers(80, 400)) + sum(len(m) + 20 for m in motifs)
         return _plant(self.rng, motifs, length) + "AATAAA" + random_bases(self.rng, 20)
 
     def exon_length(self, low: int, high: int) -> int:
         return int(self.rng.integers(low, high))
 
 
-def design_gene(rng: np.random.Generator, rules: ExpressionRules, coding: bool) -> GeneDesign:
+def design_gene(
+    rng: np.random.Generator, rules: ExpressionRules, family: RuleFamily, coding: bool
+) -> GeneDesign:
     """A gene with 2-4 isoforms (+ a retained-intron isoform for some coding genes)."""
-    b = _LocusBuilder(rng, rules)
+    b = _LocusBuilder(rng, rules, family)
     b.promoter_flank(UPSTREAM)
     first_exons = [b.add(random_bases(rng, b.exon_length(50, 150)))]
     if rng.random() < 0.45:  # alternative TSS: its own promoter, inside the first intron
@@ -175,9 +207,14 @@ class _Body:
 
 def _coding_body(b: _LocusBuilder, n_cassettes: int, n_last: int) -> _Body:
     rng = b.rng
+    cysteine_rich = bool(rng.random() < b.family.protein.cysteine_rich_share)
+
+    def codons(n: int) -> str:
+        return _random_codons(rng, n, _composition(rng, cysteine_rich))
+
     # Constitutive ORF (ATG + codons) split over E1 and constitutive internal exons.
     n_constitutive = int(rng.integers(2, 5))  # E1 + 1-3 internal
-    orf = "ATG" + _random_codons(rng, int(rng.integers(50, 120)), rng.uniform(0.05, 0.95))
+    orf = "ATG" + codons(int(rng.integers(50, 120)))
     cassette_after = set(
         rng.choice(
             np.arange(1, n_constitutive), replace=False, size=min(n_cassettes, n_constitutive - 1)
@@ -207,11 +244,11 @@ def _coding_body(b: _LocusBuilder, n_cassettes: int, n_last: int) -> _Body:
         middle.append((span, False))
         if i + 1 in cassette_after:
             b.intron(b.exon_length(200, 900), are_probability=0.3)
-            cassette = _random_codons(rng, int(rng.integers(15, 40)), rng.uniform(0.05, 0.95))
+            cassette = codons(int(rng.integers(15, 40)))
             middle.append((b.add(cassette), True))
     for _ in range(n_last):
         b.intron(b.exon_length(200, 900), are_probability=0.3)
-        coding = _random_codons(rng, int(rng.integers(30, 80)), rng.uniform(0.05, 0.95))
+        coding = codons(int(rng.integers(30, 80)))
         coding += _STOPS[rng.integers(3)]
         span = b.add(coding + b.utr3())
         body.last.append(span)
@@ -261,7 +298,9 @@ def _isoforms(
         ]
         exons = [first_exons[first], *middle, body.last[last]]
         cds = (body.cds_start, body.stop_ends[last]) if coding else None
-        transcripts.append(_transcript(gene, "protein_coding" if coding else "lncRNA", exons, cds))
+        transcripts.append(
+            _transcript(gene, "protein_coding" if coding else "lncRNA", exons, cds, first)
+        )
     transcripts[0].tags = ("basic", "CCDS") if coding else ("basic",)
 
     canonical = transcripts[0].exons
@@ -272,7 +311,7 @@ def _isoforms(
         i = retainable[int(rng.integers(len(retainable)))]
         merged = (canonical[i][0], canonical[i + 1][1])
         exons = [*canonical[:i], merged, *canonical[i + 2 :]]
-        transcripts.append(_transcript(gene, "retained_intron", exons, None))
+        transcripts.append(_transcript(gene, "retained_intron", exons, None, 0))
     return transcripts
 
 
@@ -281,6 +320,7 @@ def _transcript(
     transcript_type: str,
     exons: list[tuple[int, int]],
     cds: tuple[int, int] | None,
+    first_exon: int,
 ) -> TranscriptDesign:
     rna = "".join(gene.locus[start:end] for start, end in exons)
     protein = ""
@@ -298,5 +338,6 @@ def _transcript(
         protein = translate(coding)[:-1]
         assert "*" not in protein
     return TranscriptDesign(
-        transcript_type=transcript_type, exons=exons, cds=cds, protein=protein, rna=rna
+        transcript_type=transcript_type, exons=exons, cds=cds, protein=protein, rna=rna,
+        first_exon=first_exon,
     )

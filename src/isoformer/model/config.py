@@ -11,7 +11,6 @@ typo in a name or a value fails early with the valid choices at that level.
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,6 +23,7 @@ from isoformer.constants import MODALITIES, TISSUES
 from isoformer.encoders.base import EncoderConfig
 from isoformer.errors import IsoformerError
 from isoformer.files import write_text_atomic
+from isoformer.typed_config import coerce, field_hints, from_plain, to_plain
 
 PRESET_PACKAGE = "isoformer.configs"
 
@@ -150,128 +150,19 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
 
-# ---- conversion between typed configs and plain (YAML / command-line) values ----
-
-_NONE_WORDS = {"none", "null", "~", ""}
-_BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """`value` (a YAML value or a command-line string) as type `hint`; errors name `where`."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if hint is Any:
-        return yaml.safe_load(value) if isinstance(value, str) else value
-    if origin is Literal:
-        if value not in args:
-            raise IsoformerError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        optional = type(None) in args
-        is_none_word = isinstance(value, str) and value.lower() in _NONE_WORDS
-        if optional and (value is None or is_none_word):
-            return None
-        errors = []
-        for arm in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arm, where)
-            except IsoformerError as error:
-                errors.append(str(error))
-        raise IsoformerError(errors[0])
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    if origin in (list, tuple):
-        items = value
-        if isinstance(value, str):
-            items = [s.strip() for s in value.split(",") if s.strip()]
-        if not isinstance(items, (list, tuple)):
-            raise IsoformerError(f"{where}: expected a list, got {value!r}")
-        if origin is tuple:
-            if len(items) != len(args):
-                raise IsoformerError(f"{where}: expected {len(args)} values, got {value!r}")
-            return tuple(_coerce(v, a, f"{where}[{i}]")
-                         for i, (v, a) in enumerate(zip(items, args)))
-        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(items)]
-    if origin is dict:
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
-        if not isinstance(value, dict):
-            raise IsoformerError(f"{where}: expected a mapping, got {value!r}")
-        return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
-    if hint is bool:
-        if isinstance(value, str) and value.lower() in _BOOL_WORDS:
-            return _BOOL_WORDS[value.lower()]
-        if isinstance(value, bool):
-            return value
-    elif hint in (int, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if hint is int and value != int(value):
-                raise IsoformerError(f"{where}: expected an integer, got {value!r}")
-            return hint(value)
-        if isinstance(value, str):
-            try:
-                return hint(float(value)) if hint is int and "e" in value.lower() else hint(value)
-            except ValueError:
-                pass
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    raise IsoformerError(f"{where}: expected {_type_name(hint)}, got {value!r}")
-
-
-def _field_hints(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    """Dataclass `cls` from a mapping, each field converted by its type; unknown keys are errors."""
-    if isinstance(data, cls):
-        data = _to_plain(data)
-    if not isinstance(data, dict):
-        raise IsoformerError(f"{where or 'config'}: expected a mapping, got {data!r}")
-    hints = _field_hints(cls)
-    unknown = [key for key in data if key not in hints]
-    if unknown:
-        raise IsoformerError(
-            f"{where or 'config'}: unknown field {unknown[0]!r} (valid: {', '.join(hints)})"
-        )
-    prefix = f"{where}." if where else ""
-    values = {key: _coerce(value, hints[key], prefix + key) for key, value in data.items()}
-    try:
-        return cls(**values)
-    except TypeError as error:  # a required field is missing
-        raise IsoformerError(f"{where or 'config'}: {error}") from None
-
-
-def _to_plain(value: Any) -> Any:
-    """Dataclasses -> dicts, tuples -> lists: what YAML and JSON can hold."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {key: _to_plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(item) for item in value]
-    return value
-
-
 def config_to_dict(config: RunConfig | ModelConfig) -> dict[str, Any]:
     """Plain nested dict of a config (lists, not tuples), ready for YAML or JSON."""
-    return _to_plain(config)
+    return to_plain(config)
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Inverse of `config_to_dict` for a `RunConfig` (types checked, unknown keys rejected)."""
-    return _build(RunConfig, data, "")
+    return from_plain(RunConfig, data, "")
 
 
 def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
     """Inverse of `config_to_dict` for a `ModelConfig`."""
-    return _build(ModelConfig, data, "model")
+    return from_plain(ModelConfig, data, "model")
 
 
 def preset_names() -> list[str]:
@@ -337,7 +228,7 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
             where = ".".join(parts[: depth + 1])
             last = depth == len(parts) - 1
             if dataclasses.is_dataclass(hint):
-                hints = _field_hints(hint)
+                hints = field_hints(hint)
                 if part not in hints:
                     level = ".".join(parts[:depth]) or "config"
                     raise IsoformerError(
@@ -357,7 +248,7 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
             else:
                 raise IsoformerError(f"override {path!r}: {'.'.join(parts[:depth])} has no fields")
             if last:
-                node[part] = _to_plain(_coerce(text, hint, where))
+                node[part] = to_plain(coerce(text, hint, where))
             else:
                 if not isinstance(node.get(part), dict):
                     raise IsoformerError(f"override {path!r}: {where} is not a section")

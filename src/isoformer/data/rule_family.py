@@ -1,0 +1,224 @@
+"""The family the simulated study draws its expression rules from, one draw per seed.
+
+    family = load_rule_family("rules.yaml")          # the defaults below, overridden by the file
+    rules = draw_rules(family, np.random.default_rng(seed))
+
+Nothing in the family is sized to a tokenizer: motifs are 6-12 bp (real binding sites), drawn per
+seed in both orientations, and land across NT-v2's 6-mer token boundaries as often as not. Ranges
+`(low, high)` are inclusive for counts and lengths, uniform for effects. A YAML file may set any
+field, e.g.
+
+    promoter: {n_motifs: [2, 2], sequences: [TATAAAAG, GGGCGG]}
+    rna: {length_effect: [0.0, 0.0]}
+    noise: {sample_log_sd: 0.5}
+
+Effects are in natural-log TPM per motif copy (promoter and RNA motifs), per doubling of the RNA
+length, and per standard deviation of a protein feature across the study's proteins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from isoformer.constants import TISSUES
+from isoformer.data.expression_model import (
+    PROTEIN_FEATURES,
+    ExpressionRules,
+    Motif,
+    ProteinFeature,
+)
+from isoformer.errors import IsoformerError
+from isoformer.typed_config import from_plain, to_plain
+
+_BASES = "ACGT"
+
+
+@dataclass
+class PromoterFamily:
+    """Transcription-factor-like motifs upstream of each TSS (alternative TSSs: own promoters)."""
+
+    n_motifs: tuple[int, int] = (3, 5)
+    motif_length: tuple[int, int] = (6, 12)
+    sequences: list[str] | None = None  # fixed motifs instead of drawn ones
+    region: tuple[int, int] = (-380, -40)  # [start, end) bp from the TSS where copies count
+    copies_mean: float = 0.6  # planted copies per motif and promoter (Poisson, at most 3)
+    tissues_per_motif: tuple[int, int] = (2, 8)  # tissues with the motif's full effect
+    effect: tuple[float, float] = (0.5, 1.1)  # per copy in those tissues
+    repressor_share: float = 0.25  # motifs whose effect is negative
+    broad_motifs: int = 1  # the first motifs act in every tissue (housekeeping promoters)
+    other_tissues_sd: float = 0.08  # per-copy effect elsewhere ~ N(0, sd)
+
+
+@dataclass
+class RnaFamily:
+    """Elements of the mature RNA: the AU-rich element, other motifs, the length effect."""
+
+    are_sequence: str = "ATTTA"  # the canonical AU-rich element (AUUUA)
+    are_copies_mean: float = 1.5  # planted in 3'UTRs (and some retained introns)
+    are_effect: tuple[float, float] = (-0.4, -0.2)  # per copy (destabilising)
+    are_tissues: tuple[int, int] = (3, 8)  # tissues where it acts 1.5x more strongly
+    n_motifs: tuple[int, int] = (1, 2)  # other 3'UTR elements, stabilising or not
+    motif_length: tuple[int, int] = (6, 10)
+    sequences: list[str] | None = None
+    copies_mean: float = 0.8
+    effect: tuple[float, float] = (0.3, 0.6)  # magnitude per copy; the sign is drawn
+    tissues_per_motif: tuple[int, int] = (5, 30)
+    length_effect: tuple[float, float] = (-0.4, -0.15)  # per doubling of the RNA length
+
+
+@dataclass
+class ProteinFamily:
+    """Composition features of the protein (`PROTEIN_FEATURES`), each with a tissue profile."""
+
+    features: list[str] = field(default_factory=lambda: list(PROTEIN_FEATURES))
+    n_features: tuple[int, int] = (2, 3)
+    effect: tuple[float, float] = (0.2, 0.4)  # per standard deviation of the feature
+    tissues_per_feature: tuple[int, int] = (3, 10)  # tissues where it acts 2x more strongly
+    cysteine_rich_share: float = 0.2  # genes whose proteins are cysteine-rich (a protein class)
+    noncoding_offset: float = -1.0  # non-coding transcripts (no protein)
+
+
+@dataclass
+class NoiseFamily:
+    intercept: float = 2.2
+    gene_sd: float = 0.4  # per gene, all tissues: what no sequence explains
+    gene_tissue_sd: float = 0.2  # per gene and tissue
+    sample_log_sd: float = 0.75  # per sample (log-normal)
+
+
+@dataclass
+class RuleFamily:
+    promoter: PromoterFamily = field(default_factory=PromoterFamily)
+    rna: RnaFamily = field(default_factory=RnaFamily)
+    protein: ProteinFamily = field(default_factory=ProteinFamily)
+    noise: NoiseFamily = field(default_factory=NoiseFamily)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.protein.features) - set(PROTEIN_FEATURES))
+        if unknown:
+            raise IsoformerError(
+                f"rules: unknown protein features {unknown} (known: {', '.join(PROTEIN_FEATURES)})"
+            )
+        for name, sequences in (("promoter", self.promoter.sequences),
+                                ("rna", self.rna.sequences)):
+            bad = [s for s in sequences or [] if not s or set(s.upper()) - set(_BASES)]
+            if bad:
+                raise IsoformerError(f"rules: {name}.sequences {bad} are not ACGT motifs")
+        start, end = self.promoter.region
+        if not start < end <= 0:
+            raise IsoformerError(
+                f"rules: promoter.region {[start, end]} must lie upstream of the TSS (start < end "
+                "<= 0)"
+            )
+
+    def to_json(self) -> dict:
+        return to_plain(self)
+
+
+def load_rule_family(path: str | Path | None = None) -> RuleFamily:
+    """The default family, with the fields a YAML file sets replaced; errors name the file."""
+    if path is None:
+        return RuleFamily()
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise IsoformerError(f"{path}: cannot read the rules ({error})") from None
+    try:
+        return from_plain(RuleFamily, data, "")
+    except IsoformerError as error:
+        raise IsoformerError(f"{path}: {error}") from None
+
+
+def _count(rng: np.random.Generator, low_high: tuple[int, int]) -> int:
+    return int(rng.integers(low_high[0], low_high[1] + 1))
+
+
+def _uniform(rng: np.random.Generator, low_high: tuple[float, float]) -> float:
+    return float(rng.uniform(*low_high))
+
+
+def _profile(
+    rng: np.random.Generator, n_strong: int, strong: float, others: np.ndarray
+) -> list[float]:
+    """`strong` in `n_strong` random tissues, `others` [tissues] elsewhere."""
+    values = others.copy()
+    values[rng.choice(len(TISSUES), min(n_strong, len(TISSUES)), replace=False)] = strong
+    return values.round(4).tolist()
+
+
+def _draw_sequences(
+    rng: np.random.Generator, fixed: list[str] | None, n: tuple[int, int],
+    length: tuple[int, int], taken: set[str],
+) -> list[str]:
+    """Fixed motifs, or distinct random ones (none the reverse complement of another)."""
+    from isoformer.data.genome import reverse_complement
+
+    if fixed:
+        return [s.upper() for s in fixed]
+    target = _count(rng, n)
+    sequences: list[str] = []
+    while len(sequences) < target:
+        motif = "".join(rng.choice(list(_BASES), _count(rng, length)))
+        if motif not in taken and reverse_complement(motif) not in taken:
+            sequences.append(motif)
+            taken |= {motif, reverse_complement(motif)}
+    return sequences
+
+
+def draw_rules(family: RuleFamily, rng: np.random.Generator) -> ExpressionRules:
+    """One draw of the rules; the protein features' centre and scale are set later, from the
+    study's proteins (`ExpressionRules.calibrated`)."""
+    n_tissues = len(TISSUES)
+    p, r, q = family.promoter, family.rna, family.protein
+    taken: set[str] = set()
+
+    promoter_motifs = []
+    for i, sequence in enumerate(_draw_sequences(rng, p.sequences, p.n_motifs, p.motif_length,
+                                                 taken)):
+        sign = -1.0 if i >= p.broad_motifs and rng.random() < p.repressor_share else 1.0
+        effect = sign * _uniform(rng, p.effect)
+        if i < p.broad_motifs:
+            weights = (effect * rng.uniform(0.8, 1.2, n_tissues)).round(4).tolist()
+        else:
+            others = rng.normal(0.0, p.other_tissues_sd, n_tissues)
+            weights = _profile(rng, _count(rng, p.tissues_per_motif), effect, others)
+        promoter_motifs.append(Motif(f"promoter_{i + 1}", sequence, weights, both_strands=True))
+
+    are = _uniform(rng, r.are_effect)
+    are_weights = _profile(rng, _count(rng, r.are_tissues), 1.5 * are, np.full(n_tissues, are))
+    rna_motifs = [Motif("are", r.are_sequence.upper(), are_weights, both_strands=False)]
+    taken |= {r.are_sequence.upper()}
+    for i, sequence in enumerate(_draw_sequences(rng, r.sequences, r.n_motifs, r.motif_length,
+                                                 taken)):
+        effect = _uniform(rng, r.effect) * (1.0 if rng.random() < 0.5 else -1.0)
+        weights = _profile(rng, _count(rng, r.tissues_per_motif), effect,
+                           rng.normal(0.0, 0.05, n_tissues))
+        rna_motifs.append(Motif(f"rna_{i + 1}", sequence, weights, both_strands=False))
+    length_effect = _uniform(rng, r.length_effect)
+    rna_length_weights = (length_effect * rng.uniform(0.7, 1.3, n_tissues)).round(4).tolist()
+
+    n_features = min(_count(rng, q.n_features), len(q.features))
+    protein_features = []
+    for name in sorted(rng.choice(q.features, n_features, replace=False).tolist()):
+        effect = _uniform(rng, q.effect) * (1.0 if rng.random() < 0.5 else -1.0)
+        weights = _profile(rng, _count(rng, q.tissues_per_feature), 2 * effect,
+                           np.full(n_tissues, effect))
+        protein_features.append(ProteinFeature(name, weights))
+
+    return ExpressionRules(
+        tissues=list(TISSUES),
+        intercept=family.noise.intercept,
+        promoter_region=tuple(p.region),
+        promoter_motifs=promoter_motifs,
+        rna_motifs=rna_motifs,
+        rna_length_weights=rna_length_weights,
+        protein_features=protein_features,
+        noncoding_offset=q.noncoding_offset,
+        gene_sd=family.noise.gene_sd,
+        gene_tissue_sd=family.noise.gene_tissue_sd,
+        sample_log_sd=family.noise.sample_log_sd,
+    )
