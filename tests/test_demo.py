@@ -14,6 +14,8 @@ import polars as pl
 import pytest
 
 from isoformer.analysis.demo import (
+    BASELINE_MODEL,
+    BASELINE_RUN,
     DEMO_MARGIN,
     DEMO_MODELS,
     FULL_MODEL,
@@ -24,6 +26,7 @@ from isoformer.analysis.demo import (
 )
 from isoformer.analysis.oracle import oracle_metrics
 from isoformer.cli import main
+from isoformer.constants import MODALITIES
 from isoformer.data.simulate import TRUTH_FORMAT_VERSION
 from isoformer.errors import IsoformerError
 
@@ -99,11 +102,13 @@ def test_oracle_without_modalities_is_the_noise_free_expression(truth):
         oracle_metrics(truth, _table({"T9": (0.0, 0.0)}))
 
 
-def _result(tmp_path, full: float, singles: tuple[float, float, float]) -> DemoResult:
+def _result(tmp_path, full: float, singles: tuple[float, float, float],
+            baseline: float = 0.25) -> DemoResult:
     rows = [
         DemoRow(name, modalities, r2, 0.5, None, 0.9, 3)
         for (name, modalities), r2 in zip(DEMO_MODELS.items(), (full, *singles))
     ]
+    rows.append(DemoRow(BASELINE_MODEL, MODALITIES, baseline, 0.4, None, 0.9, None))
     return DemoResult(tmp_path, rows, n_test_transcripts=40, noise_free_oracle_r2=0.95)
 
 
@@ -112,8 +117,12 @@ def test_verdict_needs_the_margin_over_every_single_modality(tmp_path):
     assert winning.margins == pytest.approx({"DNA only": 0.30, "RNA only": 0.06,
                                              "protein only": 0.40})
     assert winning.fusion_wins and "holds" in summary_markdown(winning)
-    losing = _result(tmp_path, 0.60, (0.30, 0.60 - DEMO_MARGIN + 0.01, 0.20))
+    assert winning.baseline_margin == pytest.approx(0.35)
+    assert "beats the k-mer baseline: yes (+0.350)" in summary_markdown(winning)
+    losing = _result(tmp_path, 0.60, (0.30, 0.60 - DEMO_MARGIN + 0.01, 0.20), baseline=0.7)
     assert not losing.fusion_wins and "FAILS" in summary_markdown(losing)
+    assert "beats the k-mer baseline: no (-0.100)" in summary_markdown(losing)
+    assert f"| {BASELINE_MODEL} | 0.700 | 0.400 | n/a | 0.900 | - |" in summary_markdown(losing)
 
 
 def test_demo_runs_end_to_end_on_a_small_study(tmp_path, capsys):
@@ -122,11 +131,12 @@ def test_demo_runs_end_to_end_on_a_small_study(tmp_path, capsys):
                  "--no-progress"])
     summary = json.loads((out / "summary.json").read_text())
     assert code == (0 if summary["fusion_wins"] else 1)
-    assert [m["model"] for m in summary["models"]] == list(DEMO_MODELS)
+    assert [m["model"] for m in summary["models"]] == [*DEMO_MODELS, BASELINE_MODEL]
     full = summary["models"][0]
     assert full["model"] == FULL_MODEL and full["modalities"] == ["dna", "rna", "protein"]
     for model in summary["models"]:
-        run = out / "runs" / "-".join(model["modalities"])
+        name = BASELINE_RUN if model["model"] == BASELINE_MODEL else "-".join(model["modalities"])
+        run = out / "runs" / name
         metrics = json.loads((run / "metrics_test.json").read_text())
         assert model["r2"] == metrics["mean"]["r2"]
         oracle = oracle_metrics(out / "study" / "truth.json", out / "dataset", "test",

@@ -186,30 +186,58 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def _modalities(text: str | None) -> list[str] | None:
+    """--modalities dna,rna -> ["dna", "rna"]; None stays None (the config's)."""
     from isoformer.constants import MODALITIES
+
+    if text is None:
+        return None
+    modalities = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown or not modalities:
+        raise IsoformerError(
+            f"--modalities {text!r}: choose a non-empty subset of {','.join(MODALITIES)}"
+        )
+    return modalities
+
+
+def _run_train(args: argparse.Namespace) -> int:
     from isoformer.training.fit import train
 
-    modalities = None
-    if args.modalities is not None:
-        modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
-        unknown = [m for m in modalities if m not in MODALITIES]
-        if unknown or not modalities:
-            raise IsoformerError(
-                f"--modalities {args.modalities!r}: choose a non-empty subset of "
-                f"{','.join(MODALITIES)}"
-            )
     run = train(
         args.data,
         args.preset,
         args.out,
         overrides=args.overrides,
-        modalities=modalities,
+        modalities=_modalities(args.modalities),
         seed=args.seed,
         max_epochs=args.max_epochs,
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
+    print(f"run written to {run.directory}")
+    return 0
+
+
+def _add_baseline(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "baseline",
+        help="fit the k-mer ridge baseline and write it as a run evaluate and predict accept",
+        epilog="Fields of KmerBaselineConfig can follow as overrides, e.g. dna_k=5 "
+        "dna_length=2048 alphas=1,10,100. Penalties are chosen per tissue on the validation split.",
+    )
+    p.add_argument("--data", type=Path, required=True, help="dataset directory from `build`")
+    p.add_argument("--kind", default="kmer", help="kmer (per-tissue ridge on k-mer counts)")
+    p.add_argument("--out", type=Path, required=True, help="run directory to create")
+    p.add_argument("--modalities", default=None, help="comma-separated subset of dna,rna,protein")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+
+
+def _run_baseline(args: argparse.Namespace) -> int:
+    from isoformer.training.baseline import fit_baseline
+
+    run = fit_baseline(args.data, args.out, kind=args.kind, overrides=args.overrides,
+                       modalities=_modalities(args.modalities), overwrite=args.overwrite)
     print(f"run written to {run.directory}")
     return 0
 
@@ -316,10 +344,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-epochs", type=int, default=None, help="default: the tiny preset's")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_rules_option(p)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from isoformer.analysis.demo import run_demo, summary_markdown
+    from isoformer.data.rule_family import load_rule_family
 
     result = run_demo(
         args.out,
@@ -329,6 +359,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         overrides=tuple(args.overrides),
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        family=load_rule_family(args.rules),
     )
     print(summary_markdown(result))
     print(
@@ -344,6 +375,7 @@ COMMANDS = {
     "export": (_add_export, _run_export),
     "import-instadeep": (_add_import_instadeep, _run_import_instadeep),
     "train": (_add_train, _run_train),
+    "baseline": (_add_baseline, _run_baseline),
     "evaluate": (_add_evaluate, _run_evaluate),
     "predict": (_add_predict, _run_predict),
     "demo": (_add_demo, _run_demo),
@@ -382,8 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    # Only `train` and `demo` take free-form config overrides; elsewhere they are a usage error.
-    if extra and args.command not in ("train", "demo"):
+    # Only these take free-form config overrides; elsewhere they are a usage error.
+    if extra and args.command not in ("train", "baseline", "demo"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
     _configure_logging(args.command, args.verbose)

@@ -87,7 +87,7 @@ def plot_demo_r2(
     for position, model in zip(x, models):
         ax.annotate(f"{r2[model][0]:.2f}", (position - width / 2, r2[model][0]), ha="center",
                     va="bottom", fontsize=8)
-    ax.set_xticks(x, models)
+    ax.set_xticks(x, [model.replace(" (", "\n(") for model in models])
     ax.set_ylabel("mean R$^2$ over tissues")
     ax.legend(loc="best", frameon=False)
     ax.set_title(title)

@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -26,6 +26,7 @@ from isoformer.files import write_text_atomic
 from isoformer.typed_config import coerce, field_hints, from_plain, to_plain
 
 PRESET_PACKAGE = "isoformer.configs"
+ConfigT = TypeVar("ConfigT")
 
 
 @dataclass
@@ -129,7 +130,14 @@ class TrainingConfig:
     # the one to train with. 16-mixed needs CUDA; without it training runs in 32-true.
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true"] = "32-true"
     gradient_clip_val: float | None = None
+    # The recipe. Adam at a constant rate is the paper's; AdamW decouples the weight decay.
+    optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = 0.0
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: to 0 at max_epochs
+    warmup_fraction: float = 0.0  # of all optimiser steps, linear from 0 (either schedule)
+    # Training DNA windows move by a random 0..dna_shift bp either way (Enformer: 3), so a model
+    # cannot key on a gene's exact window; validation and prediction stay centred on the TSS.
+    dna_shift: int = 0
     seed: int = 0
     num_workers: int = 0
     val_check_interval: float | None = None  # fraction of an epoch (or batches if > 1); None = 1.0
@@ -138,10 +146,12 @@ class TrainingConfig:
         positive = {"lr": self.lr, "batch_size": self.batch_size, "max_epochs": self.max_epochs,
                     "accumulate_grad_batches": self.accumulate_grad_batches}
         bad = [name for name, value in positive.items() if value <= 0]
-        if bad or self.patience < 0 or self.num_workers < 0 or self.weight_decay < 0:
-            raise IsoformerError(
-                f"training: {', '.join(bad) or 'patience/num_workers/weight_decay'} out of range"
-            )
+        if self.patience < 0 or self.num_workers < 0 or self.weight_decay < 0:
+            bad.append("patience/num_workers/weight_decay")
+        if not 0.0 <= self.warmup_fraction < 1.0 or self.dna_shift < 0:
+            bad.append("warmup_fraction/dna_shift")
+        if bad:
+            raise IsoformerError(f"training: {', '.join(bad)} out of range")
 
 
 @dataclass
@@ -213,17 +223,18 @@ def _split_overrides(overrides: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
-    """`config` with dotted overrides applied, e.g. `training.lr=1e-4`, `model.modalities=dna,rna`,
+def apply_overrides(config: ConfigT, overrides: list[str]) -> ConfigT:
+    """`config` (a RunConfig or any typed config) with dotted overrides applied, e.g.
+    `training.lr=1e-4`, `model.modalities=dna,rna`,
     `model.encoders.dna.init=pretrained`, `model.encoders.rna.architecture.num_hidden_layers=4`.
 
     Values are converted by the field's type (lists comma-separated, `none` for an empty optional);
     an unknown name is an error listing the valid names at that level.
     """
-    data = config_to_dict(config)
+    data = to_plain(config)
     for path, text in _split_overrides(overrides):
         parts = path.split(".")
-        node, hint = data, RunConfig
+        node, hint = data, type(config)
         for depth, part in enumerate(parts):
             where = ".".join(parts[: depth + 1])
             last = depth == len(parts) - 1
@@ -253,4 +264,4 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
                 if not isinstance(node.get(part), dict):
                     raise IsoformerError(f"override {path!r}: {where} is not a section")
                 node = node[part]
-    return config_from_dict(data)
+    return from_plain(type(config), data, "")

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from isoformer.constants import INFERENCE_PRECISIONS, SEQUENCE_KEYS
 from isoformer.encoders.base import crop_difference, log_crops
 from isoformer.errors import IsoformerError
+from isoformer.model.kmer_baseline import KmerBaseline
 
 if TYPE_CHECKING:
     from isoformer.model.isoformer import IsoFormer
@@ -124,7 +125,7 @@ def predict_batch(model: IsoFormer, records: Sequence[Record]) -> torch.Tensor:
 
 
 def predict_records(
-    model: IsoFormer,
+    model: IsoFormer | KmerBaseline,
     records: Sequence[Record] | torch.utils.data.Dataset,
     batch_size: int = 32,
     lengths: Sequence[int] | None = None,
@@ -136,7 +137,11 @@ def predict_records(
 
     `lengths` orders the batches (default: `record_length` of each record; a dataset passes its
     own so that no item is read twice). The model runs in eval mode on its device, restored after.
+    A k-mer baseline (`KmerBaseline`) has no batches, device or precision: it reads every record
+    and predicts in float64 on the CPU.
     """
+    if isinstance(model, KmerBaseline):
+        return model.predict([records[i] for i in range(len(records))])  # type: ignore[index]
     if lengths is None:
         lengths = [record_length(records[i]) for i in range(len(records))]  # type: ignore[arg-type]
     loader = prediction_loader(records, lengths, batch_size, num_workers)

@@ -2,8 +2,9 @@
 
 Batches stay lists of item dicts (sequences as strings, targets as arrays): tokenisation happens in
 the LightningModule through `IsoFormer.tokenize`, which pads each batch only to its longest member.
-Training batches can be bucketed by RNA length so that padding, the main waste, stays small;
-validation and test batches are those of every prediction (`prediction_loader`: longest first).
+Training batches can be bucketed by RNA length so that padding, the main waste, stays small, and
+their DNA windows can move by a few random bases (`RandomDnaShift`); validation and test batches
+are those of every prediction (`prediction_loader`: longest first, windows centred on the TSS).
 """
 
 from __future__ import annotations
@@ -15,13 +16,40 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Sampler
 
+from isoformer.constants import DNA_SEQUENCE
 from isoformer.data.dataset import TranscriptDataset
 from isoformer.errors import IsoformerError
 from isoformer.model.prediction import collate_records, prediction_loader
 
 log = logging.getLogger(__name__)
+
+
+class RandomDnaShift:
+    """Collate that cuts each record's DNA window (read `max_shift` bp wider on each side) at a
+    random offset in [-max_shift, max_shift]: the TSS moves by that much from the centre.
+
+    The offsets come from torch's generator, which Lightning seeds in the main process and in
+    every worker, so a seed gives the same shifts.
+    """
+
+    def __init__(self, dna_length: int, max_shift: int):
+        self.dna_length, self.max_shift = dna_length, max_shift
+
+    def __call__(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        starts = torch.randint(0, 2 * self.max_shift + 1, (len(records),)).tolist()
+        for record, start in zip(records, starts):
+            window = record[DNA_SEQUENCE]
+            if len(window) != self.dna_length + 2 * self.max_shift:
+                raise IsoformerError(
+                    f"{record.get('transcript_id', 'a record')}: DNA window of {len(window)} bp, "
+                    f"expected {self.dna_length} + 2 x {self.max_shift} for the shift"
+                )
+            record[DNA_SEQUENCE] = window[start : start + self.dna_length]
+        return collate_records(records)
+
 
 class LengthBucketBatchSampler(Sampler[list[int]]):
     """Shuffled batches of similar length.
@@ -69,6 +97,7 @@ class TranscriptDataModule(L.LightningDataModule):
         num_workers: int = 0,
         bucket_by_length: bool = True,
         seed: int = 0,
+        dna_shift: int = 0,
     ):
         super().__init__()
         self.data_dir = Path(data_dir)
@@ -77,17 +106,26 @@ class TranscriptDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.bucket_by_length = bucket_by_length
         self.seed = seed
+        self.dna_shift = dna_shift
         self.datasets: dict[str, TranscriptDataset] = {}
 
     def split(self, name: str) -> TranscriptDataset:
         """One split's dataset, loaded once; an empty split is an error (nothing to fit)."""
         if name not in self.datasets:
-            dataset = TranscriptDataset(self.data_dir, split=name, dna_length=self.dna_length)
+            length = self.dna_length
+            if name == "train" and self.dna_shift:
+                length = self._shift().dna_length + 2 * self.dna_shift
+            dataset = TranscriptDataset(self.data_dir, split=name, dna_length=length)
             if len(dataset) == 0:
                 raise IsoformerError(f"{self.data_dir}: the {name!r} split holds no transcripts")
             log.info("%s split: %d transcripts", name, len(dataset))
             self.datasets[name] = dataset
         return self.datasets[name]
+
+    def _shift(self) -> RandomDnaShift:
+        if self.dna_length is None:
+            raise IsoformerError("a DNA shift needs the model's dna_length")
+        return RandomDnaShift(self.dna_length, self.dna_shift)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None):
@@ -97,8 +135,9 @@ class TranscriptDataModule(L.LightningDataModule):
             self.split("test")
 
     def train_dataloader(self) -> DataLoader:
+        collate = self._shift() if self.dna_shift else collate_records
         options: dict[str, Any] = {
-            "collate_fn": collate_records, "num_workers": self.num_workers,
+            "collate_fn": collate, "num_workers": self.num_workers,
             "persistent_workers": self.num_workers > 0,
         }
         if not self.bucket_by_length:

@@ -182,15 +182,17 @@ def train(
         dna_length=run.dna_length,
         num_workers=training.num_workers,
         seed=training.seed,
+        dna_shift=training.dna_shift,
     )
 
     checkpoint = ModelCheckpoint(
-        dirpath=run.checkpoints_dir,
-        filename="best",
-        monitor="val_loss",
-        mode="min",
-        save_top_k=1,
-        save_last=True,
+        dirpath=run.checkpoints_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1
+    )
+    # Its own callback: Lightning's save_last rewrites last.ckpt only when a best checkpoint was
+    # saved, so a resume would restart from the best epoch instead of the last one.
+    latest = ModelCheckpoint(
+        dirpath=run.checkpoints_dir, filename="last", monitor=None, save_top_k=1,
+        enable_version_counter=False,
     )
     trainer = L.Trainer(
         max_epochs=training.max_epochs,
@@ -208,6 +210,7 @@ def train(
                 min_delta=training.min_delta,
             ),
             checkpoint,
+            latest,
         ],
         logger=CSVLogger(out, name=LOGS_DIR),  # logs/version_<n>/: one per session, kept on resume
         enable_progress_bar=progress,

@@ -1,4 +1,5 @@
-"""LightningModule: MSE on the per-tissue targets, Adam, validation loss and mean R2.
+"""LightningModule: MSE on the per-tissue targets, Adam(W) with an optional warm-up and cosine
+schedule, validation loss and mean R2.
 
 The network (`IsoFormer`) stays a plain `nn.Module` with no loss; this module adds the training
 objective. Batches go through `isoformer.model.prediction.predict_batch`, the step every
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -121,8 +124,33 @@ class IsoFormerModule(L.LightningModule):
         saved = checkpoint.get(CROP_COUNTS_KEY, {})
         self._run_crops = {name: CropCounts(**count) for name, count in saved.items()}
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> dict[str, Any]:
+        config = self.training_config
         parameters = [p for p in self.model.parameters() if p.requires_grad]
-        return torch.optim.Adam(
-            parameters, lr=self.training_config.lr, weight_decay=self.training_config.weight_decay
+        optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        optimizer = optimizer_class(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        schedule = learning_rate_factor(
+            int(self.trainer.estimated_stepping_batches), config.warmup_fraction,
+            config.lr_schedule,
         )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def learning_rate_factor(
+    total_steps: int, warmup_fraction: float, schedule: str
+) -> Callable[[int], float]:
+    """Step -> multiple of the base rate: linear warm-up over `warmup_fraction` of the steps,
+    then constant or a cosine decay reaching 0 at `total_steps`."""
+    warmup = round(total_steps * warmup_fraction)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor

@@ -2,13 +2,16 @@
 
 RUN/
   config.yaml          the resolved RunConfig: preset + overrides + the dataset's tissues and window
-                       (the truth for tissues, modalities and the DNA window)
+                       (the truth for tissues, modalities and the DNA window); for a k-mer
+                       baseline (`isoformer baseline`), `baseline:` and its KmerBaselineConfig
   normalization.json   per-tissue mean / std of the training targets (log(1 + TPM))
   dataset.json         the dataset: path, sha256 of transcripts.parquet, its metadata
   checkpoints/         Lightning checkpoints: best.ckpt (lowest val_loss) and last.ckpt
   logs/version_<n>/metrics.csv  losses and validation R2 per step / epoch, one folder per session
-  model/               the best model, written by `IsoFormer.save_pretrained`
+  model/               the best model, written by `IsoFormer.save_pretrained` (or the baseline's
+                       `KmerBaseline.save_pretrained`)
   training.json        best val_loss, the checkpoint it came from, epochs run, crops per modality
+                       (a baseline: its penalties and validation MSE per tissue)
 
     run = Run.open("runs/paper")
     model = run.load_model(device="auto")
@@ -30,8 +33,11 @@ from isoformer.data.dataset import read_metadata
 from isoformer.data.schema import TRANSCRIPTS_FILE
 from isoformer.errors import IsoformerError
 from isoformer.files import write_json_atomic
+from isoformer.files import write_text_atomic
 from isoformer.model.config import RunConfig, config_from_dict, save_config
 from isoformer.model.isoformer import IsoFormer
+from isoformer.model.kmer_baseline import KmerBaseline, KmerBaselineConfig
+from isoformer.typed_config import from_plain, to_plain
 
 CONFIG_FILE = "config.yaml"
 STATISTICS_FILE = "normalization.json"
@@ -40,6 +46,7 @@ SUMMARY_FILE = "training.json"
 MODEL_DIR = "model"
 CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
+BASELINE_KEY = "baseline"  # config.yaml of a baseline run: {baseline: KmerBaselineConfig}
 # Everything `train --overwrite` removes before a new run starts in the same directory.
 RUN_FILES = (CONFIG_FILE, STATISTICS_FILE, DATASET_FILE, SUMMARY_FILE, MODEL_DIR, CHECKPOINTS_DIR,
              LOGS_DIR)
@@ -100,24 +107,29 @@ class Run:
     """A run's facts (config, tissues, target statistics, dataset) and its model."""
 
     directory: Path
-    config: RunConfig
+    config: RunConfig | KmerBaselineConfig
     target_statistics: TargetStatistics
     dataset: dict[str, Any]  # `dataset_fingerprint` of the training data
 
     @classmethod
-    def create(cls, directory: str | Path, config: RunConfig, statistics: TargetStatistics,
-               dataset: dict[str, Any]) -> Run:
+    def create(cls, directory: str | Path, config: RunConfig | KmerBaselineConfig,
+               statistics: TargetStatistics, dataset: dict[str, Any]) -> Run:
         """Write the run's facts into `directory` (created if needed) before training starts."""
         run = cls(Path(directory), config, statistics, dataset)
         run.directory.mkdir(parents=True, exist_ok=True)
-        save_config(config, run.directory / CONFIG_FILE)
+        if isinstance(config, KmerBaselineConfig):
+            text = yaml.safe_dump({BASELINE_KEY: to_plain(config)}, sort_keys=False)
+            write_text_atomic(text, run.directory / CONFIG_FILE)
+        else:
+            save_config(config, run.directory / CONFIG_FILE)
         write_json_atomic(statistics.to_dict(run.tissues), run.directory / STATISTICS_FILE)
         write_json_atomic(dataset, run.directory / DATASET_FILE)
         return run
 
     @classmethod
     def open(cls, directory: str | Path) -> Run:
-        """Read a run written by `isoformer train`; a clear error for anything else."""
+        """Read a run written by `isoformer train` or `isoformer baseline`; a clear error for
+        anything else."""
         directory = Path(directory)
         missing = [name for name in (CONFIG_FILE, STATISTICS_FILE, DATASET_FILE)
                    if not (directory / name).is_file()]
@@ -128,10 +140,15 @@ class Run:
             )
         config_path = directory / CONFIG_FILE
         try:
-            config = config_from_dict(yaml.safe_load(config_path.read_text(encoding="utf-8")))
+            data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and set(data) == {BASELINE_KEY}:
+                config = from_plain(KmerBaselineConfig, data[BASELINE_KEY], BASELINE_KEY)
+            else:
+                config = config_from_dict(data)
         except (yaml.YAMLError, IsoformerError) as error:
             raise IsoformerError(f"{config_path}: not a run config ({error})") from None
-        tissues = list(config.model.tissues)
+        facts = config if isinstance(config, KmerBaselineConfig) else config.model
+        tissues = list(facts.tissues)
         statistics_path = directory / STATISTICS_FILE
         statistics = _read_json(statistics_path, "rerun `isoformer train`")
         if not isinstance(statistics, dict) or set(statistics) != set(tissues):
@@ -145,19 +162,28 @@ class Run:
     # ---- facts ----
 
     @property
+    def is_baseline(self) -> bool:
+        return isinstance(self.config, KmerBaselineConfig)
+
+    @property
+    def _facts(self) -> Any:
+        """Where tissues, modalities and the window live: the model config, or the baseline's."""
+        return self.config if isinstance(self.config, KmerBaselineConfig) else self.config.model
+
+    @property
     def tissues(self) -> list[str]:
-        return list(self.config.model.tissues)
+        return list(self._facts.tissues)
 
     @property
     def modalities(self) -> list[str]:
-        return list(self.config.model.modalities)
+        return list(self._facts.modalities)
 
     @property
     def dna_length(self) -> int:
         """The DNA window (bp) the model was trained on; `train` always records it."""
-        if self.config.model.dna_length is None:
+        if self._facts.dna_length is None:
             raise IsoformerError(f"{self.directory / CONFIG_FILE}: model.dna_length is not set")
-        return self.config.model.dna_length
+        return self._facts.dna_length
 
     @property
     def model_dir(self) -> Path:
@@ -184,26 +210,27 @@ class Run:
 
     # ---- the model ----
 
-    def load_model(self, device: str = "cpu") -> IsoFormer:
-        """The run's best model on `device` (auto, cpu, cuda, cuda:N), checked against the run."""
+    def load_model(self, device: str = "cpu") -> IsoFormer | KmerBaseline:
+        """The run's best model on `device` (auto, cpu, cuda, cuda:N; a baseline runs on the
+        CPU), checked against the run."""
         if not (self.model_dir / "config.json").is_file():
             raise IsoformerError(
                 f"{self.directory}: training has not finished (no {MODEL_DIR}/); run "
                 "`isoformer train` on it again to resume"
             )
-        model = IsoFormer.from_pretrained(self.model_dir, device=device)
-        expected = self.config.model
+        model = (KmerBaseline.from_pretrained(self.model_dir) if self.is_baseline
+                 else IsoFormer.from_pretrained(self.model_dir, device=device))
+        saved, expected = model.config, self._facts
         facts = {
-            "tissues": (model.tissues, list(expected.tissues)),
-            "modalities": (model.config.modalities, list(expected.modalities)),
-            "dna_length": (model.config.dna_length, expected.dna_length),
+            "tissues": (list(saved.tissues), list(expected.tissues)),
+            "modalities": (list(saved.modalities), list(expected.modalities)),
+            "dna_length": (saved.dna_length, expected.dna_length),
         }
-        differing = [name for name, (saved, wanted) in facts.items() if saved != wanted]
-        same_statistics = (
+        differing = [name for name, (have, want) in facts.items() if have != want]
+        if isinstance(model, IsoFormer) and expected.standardize_targets and not (
             np.allclose(model.target_mean.cpu().numpy(), self.target_statistics.mean)
             and np.allclose(model.target_std.cpu().numpy(), self.target_statistics.std)
-        )
-        if expected.standardize_targets and not same_statistics:
+        ):
             differing.append("target statistics")
         if differing:
             raise IsoformerError(
