@@ -128,9 +128,9 @@ def test_verdict_needs_the_margin_over_every_single_modality(tmp_path):
 def test_demo_runs_end_to_end_on_a_small_study(tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(["demo", "--out", str(out), "--n-genes", "24", "--max-epochs", "1",
-                 "--no-progress"])
+                 "--no-progress", "--check"])
     summary = json.loads((out / "summary.json").read_text())
-    assert code == (0 if summary["fusion_wins"] else 1)
+    assert code == (0 if summary["fusion_wins"] else 1)  # --check: the verdict is the exit code
     assert [m["model"] for m in summary["models"]] == [*DEMO_MODELS, BASELINE_MODEL]
     full = summary["models"][0]
     assert full["model"] == FULL_MODEL and full["modalities"] == ["dna", "rna", "protein"]
