@@ -228,6 +228,8 @@ def test_a_rules_file_overrides_the_family(tmp_path, capsys):
     assert "rules.yaml" in err and "motif_lenght" in err and not (tmp_path / "x").exists()
     with pytest.raises(IsoformerError, match="not ACGT"):
         RuleFamily(promoter=PromoterFamily(sequences=["TATAXA"]))
+    with pytest.raises(IsoformerError, match="promoter.motif_length \\[12, 6\\]"):
+        RuleFamily(promoter=PromoterFamily(motif_length=(12, 6)))
 
 
 def test_genome_has_soft_masking_n_runs_and_genes_at_chromosome_ends(study, gtf, truth):

@@ -98,6 +98,13 @@ class RuleFamily:
     noise: NoiseFamily = field(default_factory=NoiseFamily)
 
     def __post_init__(self) -> None:
+        for part in ("promoter", "rna", "protein"):
+            for name, value in vars(getattr(self, part)).items():
+                if isinstance(value, tuple) and name != "region" and not value[0] <= value[1]:
+                    raise IsoformerError(f"rules: {part}.{name} {list(value)} must be [low, high] "
+                                         "with low <= high")
+        if min(self.promoter.motif_length[0], self.rna.motif_length[0]) < 1:
+            raise IsoformerError("rules: motif lengths must be at least 1")
         unknown = sorted(set(self.protein.features) - set(PROTEIN_FEATURES))
         if unknown:
             raise IsoformerError(

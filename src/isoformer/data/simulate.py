@@ -63,7 +63,7 @@ from isoformer.errors import IsoformerError
 
 log = logging.getLogger(__name__)
 
-DEMO_N_GENES = 600  # about 1,700 transcripts: the demo trains four tiny models in ~3 min on 2 cores
+DEMO_N_GENES = 600  # ~1,700 transcripts; the whole demo takes ~5 min on 2 CPUs
 TRUTH_FORMAT_VERSION = 2
 PROMOTER_WINDOW = 1024  # TSS-centred window the DNA features are read from
 OTHER_TISSUE = "Bone Marrow"

@@ -8,8 +8,6 @@ on the validation split; the test split is never read.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,10 +19,10 @@ from isoformer.model.config import apply_overrides
 from isoformer.model.kmer_baseline import KmerBaseline, KmerBaselineConfig
 from isoformer.training.run import (
     CONFIG_FILE,
-    RUN_FILES,
     Run,
     TargetStatistics,
     dataset_fingerprint,
+    remove_run_files,
 )
 
 log = logging.getLogger(__name__)
@@ -60,12 +58,7 @@ def fit_baseline(
     if (out / CONFIG_FILE).exists():
         if not overwrite:
             raise IsoformerError(f"{out}: already holds a run; use another --out or --overwrite")
-        for name in RUN_FILES:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        remove_run_files(out)
 
     train, train_targets = _records(data_dir, "train", config.dna_length)
     valid, valid_targets = _records(data_dir, "valid", config.dna_length)
@@ -75,13 +68,7 @@ def fit_baseline(
              "validation transcripts", ", ".join(config.modalities), len(train), len(valid))
     baseline = KmerBaseline.fit(config, train, train_targets, valid, valid_targets)
 
-    tmp = run.model_dir.with_name(f".{run.model_dir.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    baseline.save_pretrained(tmp)
-    if run.model_dir.exists():
-        shutil.rmtree(run.model_dir)
-    os.replace(tmp, run.model_dir)
+    run.write_model(baseline.save_pretrained)
     summary = {
         "kind": kind,
         "n_features": int(baseline.state["mean"].shape[0]),

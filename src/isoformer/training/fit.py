@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,10 +32,10 @@ from isoformer.training.module import IsoFormerModule
 from isoformer.training.run import (
     CONFIG_FILE,
     LOGS_DIR,
-    RUN_FILES,
     Run,
     TargetStatistics,
     dataset_fingerprint,
+    remove_run_files,
 )
 
 log = logging.getLogger(__name__)
@@ -91,12 +89,7 @@ def _prepare_run_dir(
     """Create or check RUN; return last.ckpt when the run should resume from it."""
     if (out / CONFIG_FILE).exists() and overwrite:
         log.info("--overwrite: removing the previous run's files in %s", out)
-        for name in RUN_FILES:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        remove_run_files(out)
     elif (out / CONFIG_FILE).exists():
         previous = Run.open(out)
         differing = [
@@ -136,17 +129,11 @@ def resolve_precision(requested: str) -> str:
     return requested
 
 
-def _export_best(module: IsoFormerModule, checkpoint: Path, model_dir: Path) -> None:
+def _export_best(module: IsoFormerModule, checkpoint: Path, run: Run) -> None:
     """Load the best checkpoint's weights and write them with `save_pretrained` (atomically)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # our own checkpoint
     module.load_state_dict(state["state_dict"])
-    tmp = model_dir.with_name(f".{model_dir.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    module.model.save_pretrained(tmp)
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    os.replace(tmp, model_dir)
+    run.write_model(module.model.save_pretrained)
 
 
 def train(
@@ -224,7 +211,7 @@ def train(
         if checkpoint.best_model_path
         else run.checkpoints_dir / "last.ckpt"
     )
-    _export_best(module, best, run.model_dir)
+    _export_best(module, best, run)
     best_loss = checkpoint.best_model_score
     crops = {name: dataclasses.asdict(count) for name, count in module.run_crop_counts().items()}
     summary = {

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,16 @@ BASELINE_KEY = "baseline"  # config.yaml of a baseline run: {baseline: KmerBasel
 # Everything `train --overwrite` removes before a new run starts in the same directory.
 RUN_FILES = (CONFIG_FILE, STATISTICS_FILE, DATASET_FILE, SUMMARY_FILE, MODEL_DIR, CHECKPOINTS_DIR,
              LOGS_DIR)
+
+
+def remove_run_files(directory: Path) -> None:
+    """Delete a previous run's files (RUN_FILES) from `directory`, leaving anything else there."""
+    for name in RUN_FILES:
+        target = directory / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
 
 
 @dataclass
@@ -209,6 +222,17 @@ class Run:
         write_json_atomic(summary, self.directory / SUMMARY_FILE)
 
     # ---- the model ----
+
+    def write_model(self, save: Callable[[Path], object]) -> None:
+        """Replace model/ atomically: `save(directory)` writes into a temporary sibling, which is
+        then renamed into place (e.g. `run.write_model(model.save_pretrained)`)."""
+        tmp = self.model_dir.with_name(f".{MODEL_DIR}.tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        save(tmp)
+        if self.model_dir.exists():
+            shutil.rmtree(self.model_dir)
+        os.replace(tmp, self.model_dir)
 
     def load_model(self, device: str = "cpu") -> IsoFormer | KmerBaseline:
         """The run's best model on `device` (auto, cpu, cuda, cuda:N; a baseline runs on the
