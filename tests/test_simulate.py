@@ -28,7 +28,7 @@ from isoformer.data.expression_model import (
 )
 from isoformer.data.gencode import read_gtf, transcript_sequences, translate
 from isoformer.data.genome import Genome, reverse_complement
-from isoformer.data.rule_family import PromoterFamily, RuleFamily
+from isoformer.data.rule_family import PromoterFamily, RuleFamily, load_rule_family
 from isoformer.data.simulate import read_truth, simulate_study
 from isoformer.errors import IsoformerError
 
@@ -228,6 +228,10 @@ def test_a_rules_file_overrides_the_family(tmp_path, capsys):
     assert "rules.yaml" in err and "motif_lenght" in err and not (tmp_path / "x").exists()
     with pytest.raises(IsoformerError, match="not ACGT"):
         RuleFamily(promoter=PromoterFamily(sequences=["TATAXA"]))
+    crowded = tmp_path / "crowded.yaml"
+    crowded.write_text("promoter: {region: [-60, -40], copies_mean: 3.0, motif_length: [12, 12]}\n")
+    with pytest.raises(IsoformerError, match="do not fit in 20 bp"):
+        simulate_study(tmp_path / "crowded", n_genes=2, family=load_rule_family(crowded))
     with pytest.raises(IsoformerError, match="promoter.motif_length \\[12, 6\\]"):
         RuleFamily(promoter=PromoterFamily(motif_length=(12, 6)))
 

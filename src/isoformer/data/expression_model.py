@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from isoformer.data.genome import reverse_complement
 from isoformer.typed_config import from_plain, to_plain
 
 COMPONENTS: tuple[str, ...] = ("gene", "dna", "rna", "protein")
@@ -116,8 +117,6 @@ def promoter_sequence(dna_window: str, rules: ExpressionRules) -> str:
 def count_occurrences(sequence: str, motif: Motif) -> int:
     """Occurrences of the motif, overlapping ones included; with `both_strands`, also of its
     reverse complement (a palindromic motif counts once per position)."""
-    from isoformer.data.genome import reverse_complement
-
     patterns = {motif.sequence}
     if motif.both_strands:
         patterns.add(reverse_complement(motif.sequence))

@@ -31,6 +31,7 @@ from isoformer.data.expression_model import (
     Motif,
     ProteinFeature,
 )
+from isoformer.data.genome import reverse_complement
 from isoformer.errors import IsoformerError
 from isoformer.typed_config import from_plain, to_plain
 
@@ -162,8 +163,6 @@ def _draw_sequences(
     length: tuple[int, int], taken: set[str],
 ) -> list[str]:
     """Fixed motifs, or distinct random ones (none the reverse complement of another)."""
-    from isoformer.data.genome import reverse_complement
-
     if fixed:
         return [s.upper() for s in fixed]
     target = _count(rng, n)

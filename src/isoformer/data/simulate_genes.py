@@ -26,6 +26,7 @@ from isoformer.data.expression_model import ExpressionRules
 from isoformer.data.gencode import CODON_TABLE, translate
 from isoformer.data.genome import reverse_complement
 from isoformer.data.rule_family import RuleFamily
+from isoformer.errors import IsoformerError
 
 UPSTREAM = 400  # locus bases before TSS1
 DOWNSTREAM = 100
@@ -52,7 +53,7 @@ def _composition(rng: np.random.Generator, cysteine_rich: bool) -> np.ndarray:
     cysteine = _CYSTEINE_SHARE[cysteine_rich]
     rest = 1.0 - _CHARGED_SHARE - cysteine
     weights = {}
-    others = [r for r in _RESIDUES if r not in "KRDEC" and r not in _HYDROPHOBIC and r != "M"]
+    others = [r for r in _RESIDUES if r not in "KRDEC" and r not in _HYDROPHOBIC]
     for r in _RESIDUES:
         if r in "KR":
             weights[r] = _CHARGED_SHARE * positive / 2
@@ -84,6 +85,11 @@ def _plant(rng: np.random.Generator, motifs: list[str], length: int) -> str:
     if not motifs:
         return random_bases(rng, length)
     slot = length // len(motifs)
+    if slot < max(map(len, motifs)):
+        raise IsoformerError(
+            f"rules: {len(motifs)} motif copies (up to {max(map(len, motifs))} bp) do not fit in "
+            f"{length} bp; plant fewer copies (copies_mean) or widen the region"
+        )
     pieces = []
     for motif in motifs:
         offset = int(rng.integers(0, slot - len(motif) + 1))
