@@ -177,7 +177,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "refused unless --overwrite.",
     )
     p.add_argument("--data", type=Path, required=True, help="dataset directory from `build`")
-    p.add_argument("--preset", default="tiny", help="tiny | paper | paper-nt (default: tiny)")
+    p.add_argument("--preset", default="tiny",
+                   help="tiny | tiny-nt | paper | paper-nt (default: tiny)")
     p.add_argument("--out", type=Path, required=True, help="run directory to create or resume")
     p.add_argument("--modalities", default=None, help="comma-separated subset of dna,rna,protein")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
