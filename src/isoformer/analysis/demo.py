@@ -131,16 +131,16 @@ def run_demo(
         seed=seed,
     )
     truth = study / "truth.json"
-    rows, runs = [], []
+    rows = []
     for step, (name, modalities) in enumerate(DEMO_MODELS.items(), start=1):
         log.info("demo 3/3: training %s (%d/%d)", name, step, len(DEMO_MODELS))
-        runs.append(train(dataset, "tiny", out / "runs" / "-".join(modalities),
-                          overrides=overrides, modalities=list(modalities), seed=seed,
-                          max_epochs=max_epochs, progress=progress))
-        rows.append(_row(name, modalities, runs[-1], dataset, truth, progress))
-    log.info("demo 3/3: fitting the k-mer baseline at the models' %d bp window", runs[0].dna_length)
+        run = train(dataset, "tiny", out / "runs" / "-".join(modalities), overrides=overrides,
+                    modalities=list(modalities), seed=seed, max_epochs=max_epochs,
+                    progress=progress)
+        rows.append(_row(name, modalities, run, dataset, truth, progress))
+    log.info("demo 3/3: fitting the k-mer baseline at the models' %d bp window", run.dna_length)
     baseline = fit_baseline(dataset, out / "runs" / BASELINE_RUN,
-                            overrides=[f"dna_length={runs[0].dna_length}"])
+                            overrides=[f"dna_length={run.dna_length}"])
     rows.append(_row(BASELINE_MODEL, MODALITIES, baseline, dataset, truth, progress))
     noise_free = oracle_metrics(truth, dataset, "test")
     result = DemoResult(out, rows, noise_free["n_transcripts"], noise_free["r2"])

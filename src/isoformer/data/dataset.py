@@ -181,3 +181,15 @@ class TranscriptDataset(torch.utils.data.Dataset):
         if self._genome is not None and self._genome_pid == os.getpid():
             self._genome.close()
         self._genome = self._genome_pid = None
+
+
+def open_split(
+    dataset_dir: str | Path, split: str, dna_length: int | None = None,
+    fasta: str | Path | None = None,
+) -> TranscriptDataset:
+    """One split's `TranscriptDataset`; an empty split is an error (nothing to fit or score)."""
+    dataset = TranscriptDataset(dataset_dir, split=split, dna_length=dna_length, fasta=fasta)
+    if len(dataset) == 0:
+        dataset.close()
+        raise IsoformerError(f"{dataset_dir}: the {split!r} split holds no transcripts")
+    return dataset

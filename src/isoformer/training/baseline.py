@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from isoformer.data.dataset import TranscriptDataset, read_metadata
+from isoformer.data.dataset import open_split, read_metadata
 from isoformer.errors import IsoformerError
 from isoformer.model.config import apply_overrides
 from isoformer.model.kmer_baseline import KmerBaseline, KmerBaselineConfig
@@ -30,9 +30,7 @@ BASELINE_KINDS = ("kmer",)
 
 
 def _records(data_dir: Path, split: str, dna_length: int) -> tuple[list[dict], np.ndarray]:
-    dataset = TranscriptDataset(data_dir, split=split, dna_length=dna_length)
-    if len(dataset) == 0:
-        raise IsoformerError(f"{data_dir}: the {split!r} split holds no transcripts")
+    dataset = open_split(data_dir, split, dna_length=dna_length)
     try:
         return [dataset[i] for i in range(len(dataset))], dataset.targets
     finally:

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from isoformer.constants import DNA_SEQUENCE
-from isoformer.data.dataset import TranscriptDataset
+from isoformer.data.dataset import TranscriptDataset, open_split
 from isoformer.errors import IsoformerError
 from isoformer.model.prediction import collate_records, prediction_loader
 
@@ -115,9 +115,7 @@ class TranscriptDataModule(L.LightningDataModule):
             length = self.dna_length
             if name == "train" and self.dna_shift:
                 length = self._shift().dna_length + 2 * self.dna_shift
-            dataset = TranscriptDataset(self.data_dir, split=name, dna_length=length)
-            if len(dataset) == 0:
-                raise IsoformerError(f"{self.data_dir}: the {name!r} split holds no transcripts")
+            dataset = open_split(self.data_dir, name, dna_length=length)
             log.info("%s split: %d transcripts", name, len(dataset))
             self.datasets[name] = dataset
         return self.datasets[name]

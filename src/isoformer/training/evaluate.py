@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from isoformer.analysis.plots import plot_predicted_vs_observed, plot_r2_per_tissue
-from isoformer.data.dataset import TranscriptDataset
+from isoformer.data.dataset import TranscriptDataset, open_split
 from isoformer.errors import IsoformerError
 from isoformer.files import atomic_output, write_json_atomic
 from isoformer.metrics import metrics_report
@@ -50,15 +50,13 @@ def evaluate_run(
     the DNA windows from the FASTA while the model runs."""
     run = run if isinstance(run, Run) else Run.open(run)
     data_dir = Path(data_dir)
-    dataset = TranscriptDataset(data_dir, split=split, dna_length=run.dna_length, fasta=fasta)
+    dataset = open_split(data_dir, split, dna_length=run.dna_length, fasta=fasta)
     if list(dataset.tissues) != run.tissues:
         raise IsoformerError(
             f"tissues differ: run {run.directory} predicts {len(run.tissues)} "
             f"({', '.join(run.tissues[:3])}, ...), dataset {data_dir} holds "
             f"{len(dataset.tissues)} ({', '.join(dataset.tissues[:3])}, ...)"
         )
-    if len(dataset) == 0:
-        raise IsoformerError(f"{data_dir}: the {split!r} split holds no transcripts")
 
     model = run.load_model(device)
     try:
