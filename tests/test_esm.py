@@ -139,3 +139,15 @@ def test_paper_config_builds_with_reduced_depth():
     assert ESM2_PRESETS["paper"]["num_hidden_layers"] == 30
     output = encoder(encoder.tokenize(["MKTAYIAK"]))
     assert output.hidden.shape == (1, 10, 640) and encoder.output_dim == 640
+
+
+def test_sdpa_attention_equals_eager():
+    encoder = tiny()
+    assert encoder.backbone.config._attn_implementation == "sdpa"
+    inputs = encoder.tokenize(PROTEINS)  # padded to the longest
+    with torch.no_grad():
+        fused = encoder(inputs)
+        encoder.backbone.set_attn_implementation("eager")
+        eager = encoder(inputs)
+    assert torch.equal(fused.mask, eager.mask)
+    torch.testing.assert_close(fused.hidden, eager.hidden, atol=1e-5, rtol=1e-5)

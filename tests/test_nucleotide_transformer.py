@@ -290,3 +290,51 @@ def test_50m_preset_has_the_official_parameter_count():
     # Official 50M: 55,904,972 parameters, of which 2,050 x 512 are the unused position table.
     model = NucleotideTransformerForMaskedLM(NucleotideTransformerConfig.from_preset("50m"))
     assert sum(p.numel() for p in model.parameters()) == 55_904_972 - 2050 * 512
+
+
+def explicit_attention(attention, hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """NT-v2 self-attention written out: q / sqrt(d) and k rotated, padded keys masked out."""
+    batch, length, width = hidden.shape
+    heads = attention.num_attention_heads
+    head_dim = width // heads
+
+    def project(linear):  # [B, L, D] -> [B, H, L, hd]
+        return linear(hidden).view(batch, length, heads, head_dim).transpose(1, 2)
+
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+    angles = torch.outer(torch.arange(length).float(), inv_freq).repeat(1, 2)  # [L, hd]
+
+    def rotate(x):
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * angles.cos() + torch.cat((-x2, x1), dim=-1) * angles.sin()
+
+    q = rotate(project(attention.query) * head_dim**-0.5)
+    k = rotate(project(attention.key))
+    logits = (q @ k.transpose(-1, -2)).masked_fill(~keep[:, None, None, :], float("-inf"))
+    weights = torch.softmax(logits, dim=-1)  # [B, H, L, L]
+    return (weights @ project(attention.value)).transpose(1, 2).reshape(batch, length, width)
+
+
+def test_attention_runs_through_sdpa_and_equals_the_explicit_form(monkeypatch):
+    torch.manual_seed(0)
+    encoder = NucleotideTransformerEncoder(nt_config()).eval()
+    assert encoder.backbone.config._attn_implementation == "sdpa"
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention",
+                        lambda *args, **kwargs: calls.append(1) or sdpa(*args, **kwargs))
+
+    inputs = encoder.tokenize(["ACGTACGGATTACAGATTACAGG", "GATTACA"])  # row 1 is padded
+    keep = inputs["attention_mask"]
+    assert not keep.all()
+    attention = encoder.backbone.encoder.layer[0].attention.self
+    hidden = torch.randn(*keep.shape, encoder.output_dim)
+    mask = encoder.backbone.get_extended_attention_mask(keep.long(), keep.shape)
+    with torch.no_grad():
+        fused, _ = attention(hidden, attention_mask=mask)
+        expected = explicit_attention(attention, hidden, keep)
+    assert len(calls) == 1
+    torch.testing.assert_close(fused, expected, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        encoder(inputs)
+    assert len(calls) == 1 + encoder.num_layers  # every layer of the encoder's forward

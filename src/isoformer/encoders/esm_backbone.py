@@ -6,6 +6,12 @@ intermediate ones are the raw residual stream. Layers after the selected one are
 Train modes see the embeddings as the stem, the used layers as the layers, and the final LayerNorm
 as the tail (it belongs to the last layer's output). The output mask is True on sequence tokens:
 special tokens (`<cls>`, `<eos>`) and padding are False.
+
+Attention: transformers' ESM attention (rotary, the padding mask added to the logits) through its
+`sdpa` implementation, i.e. `torch.nn.functional.scaled_dot_product_attention`, which picks a fused
+kernel where the device has one and never stores the [B, H, L, L] weights. Attention weights are
+not returned (nothing here asks for them); `set_attn_implementation("eager")` on the backbone is
+transformers' explicit path that can.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ class EsmBackboneEncoder(SequenceEncoder):
     def attach_backbone(self, backbone: EsmModel) -> None:
         """Use `backbone` (no pooler) up to `config.hidden_layer`; set the train mode."""
         self.backbone = backbone
+        # Pinned rather than left to transformers' default, which may fall back to eager.
+        backbone.set_attn_implementation("sdpa")
         backbone.contact_head = None  # predicts contacts from attention maps; unused here
         # A plain list, not submodules: the backbone already owns them.
         self._rotary_embeddings = [m for m in backbone.modules() if isinstance(m, RotaryEmbedding)]
