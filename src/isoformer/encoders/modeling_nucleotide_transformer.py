@@ -12,6 +12,10 @@ therefore reuse `EsmConfig` / `EsmForMaskedLM` and replace only each layer's `in
 `esm.contact_head.regression`, `lm_head.*`. The checkpoints also carry an unused learned
 `esm.embeddings.position_embeddings.weight` (rotary models ignore it), which transformers' ESM
 classes skip on load.
+
+Attention is therefore ESM's (rotary positions, query scaled before rotation), run through
+transformers' `sdpa` implementation (`torch.nn.functional.scaled_dot_product_attention`), which
+the encoder wrapper pins (`esm_backbone`).
 """
 
 from __future__ import annotations
