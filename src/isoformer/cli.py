@@ -185,6 +185,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-epochs", type=int, default=None, help="default: the preset's")
     p.add_argument("--overwrite", action="store_true", help="replace a run whose config differs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="embedding cache from `embed` (same preset and overrides): read the "
+                   "frozen encoders' states instead of running them")
 
 
 def _modalities(text: str | None) -> list[str] | None:
@@ -215,8 +218,43 @@ def _run_train(args: argparse.Namespace) -> int:
         max_epochs=args.max_epochs,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        cache=args.cache,
     )
     print(f"run written to {run.directory}")
+    return 0
+
+
+def _add_embed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "embed",
+        help="cache the frozen encoders' token states of a dataset for `train --cache`",
+        epilog="Config overrides follow as in train; the encoders to cache must be frozen, e.g. "
+        "model.encoders.dna.train_mode=frozen. Running embed again on CACHE resumes it.",
+    )
+    p.add_argument("--data", type=Path, required=True, help="dataset directory from `build`")
+    p.add_argument("--preset", default="tiny", help="the preset `train` will use (default: tiny)")
+    p.add_argument("--out", type=Path, required=True, help="cache directory to create or resume")
+    p.add_argument("--tokens", type=int, default=None,
+                   help="average-pool each sequence to at most K tokens (sets model.pool_tokens, "
+                   "which train must then share)")
+    p.add_argument("--dtype", default="float16", choices=("float16", "bfloat16"),
+                   help="storage type of the states (default: float16)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    p.add_argument("--overwrite", action="store_true", help="replace a cache built for another "
+                   "model or dataset")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    from isoformer.training.embed import embed
+
+    summary = embed(args.data, args.preset, args.out, overrides=args.overrides,
+                    tokens=args.tokens, dtype=args.dtype, batch_size=args.batch_size,
+                    overwrite=args.overwrite, progress=not args.no_progress)
+    entries = ", ".join(f"{m} {n} ({summary.computed[m]} new)"
+                        for m, n in summary.entries.items())
+    print(f"cache written to {summary.directory}: {entries}; "
+          f"{summary.size_bytes / 1e6:.1f} MB")
     return 0
 
 
@@ -256,6 +294,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="DataLoader workers reading DNA windows from the FASTA (default: 0, in process)",
     )
     p.add_argument("--fasta", type=Path, default=None, help="genome FASTA (default: the dataset's)")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="embedding cache of the run's frozen encoders on this dataset (`embed`)")
 
 
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
@@ -286,6 +326,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     print(
         f"{args.split}: {report['n_transcripts']} transcripts, {len(report['per_tissue'])} tissues"
     )
+        cache=args.cache,
     print(
         f"mean over tissues: R2 {fmt(mean['r2'])}  Spearman {fmt(mean['spearman'])}  "
         f"Pearson {fmt(mean['pearson'])}"
@@ -394,6 +435,7 @@ LIGHTNING_COMMANDS = frozenset({"train", "demo"})
 def _configure_logging(command: str, verbose: bool) -> None:
     """One handler, on the root logger: every line once, in one format."""
     logging.basicConfig(
+    "embed": (_add_embed, _run_embed),
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
@@ -419,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # Only these take free-form config overrides; elsewhere they are a usage error.
-    if extra and args.command not in ("train", "baseline", "demo"):
+    if extra and args.command not in ("embed", "train", "baseline", "demo"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
     _configure_logging(args.command, args.verbose)

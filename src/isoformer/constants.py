@@ -58,5 +58,7 @@ SEQUENCE_KEYS: dict[Modality, str] = {
     "protein": PROTEIN_SEQUENCE,
 }
 TARGETS = "targets"
+# A record's cached encoder outputs (modality -> [L, D] array), set by an embedding cache.
+EMBEDDINGS = "embeddings"
 TRANSCRIPT_ID = "transcript_id"
 GENE_ID = "gene_id"

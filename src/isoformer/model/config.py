@@ -88,6 +88,10 @@ class ModelConfig:
     dna_length: int | None = None
     # Train on per-tissue standardised targets (training-split statistics kept in the model).
     standardize_targets: bool = True
+    # Average-pool each encoder's valid tokens down to at most this many (adaptive, in order)
+    # before fusion; None keeps every token. A pooled embedding cache (`embed --tokens K`) is
+    # built with, and can only be trained with, the same value.
+    pool_tokens: int | None = None
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.modalities if m not in MODALITIES]
@@ -112,6 +116,8 @@ class ModelConfig:
             raise IsoformerError("model.tissues must be a non-empty list of distinct names")
         if self.dna_length is not None and self.dna_length < 1:
             raise IsoformerError(f"model.dna_length must be positive (got {self.dna_length})")
+        if self.pool_tokens is not None and self.pool_tokens < 1:
+            raise IsoformerError(f"model.pool_tokens must be positive (got {self.pool_tokens})")
 
 
 @dataclass

@@ -26,12 +26,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PretrainedConfig
 
 from isoformer import __version__
-from isoformer.constants import SEQUENCE_KEYS
+from isoformer.constants import EMBEDDINGS, SEQUENCE_KEYS
 from isoformer.encoders.base import CropCounts, EncoderOutput, SequenceEncoder, crop_sequence
 from isoformer.encoders.registry import build_encoder
 from isoformer.errors import IsoformerError
@@ -107,6 +108,30 @@ def unique_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
         unique[name] = tensor.contiguous()
     return unique
 
+
+def pool_tokens(output: EncoderOutput, max_tokens: int) -> EncoderOutput:
+    """Each row's valid tokens, in order, average-pooled (adaptively) to at most `max_tokens`;
+    rows with fewer keep theirs. hidden [B, L, D], mask [B, L] -> [B, <= max_tokens, D]."""
+    rows = []
+    for hidden, mask in zip(output.hidden, output.mask):
+        valid = hidden[mask]  # [l, D]
+        if len(valid) > max_tokens:
+            valid = F.adaptive_avg_pool1d(valid.T.unsqueeze(0), max_tokens)[0].T
+        rows.append(valid)
+    hidden = output.hidden
+    return pad_token_states(rows, hidden.dtype, hidden.device, hidden.shape[-1])
+
+
+def pad_token_states(rows: Sequence[torch.Tensor], dtype: torch.dtype, device: torch.device,
+                     width: int) -> EncoderOutput:
+    """Per-row token states [l_i, D] -> padded hidden [B, max l_i (at least 1), D] and mask."""
+    length = max([1, *(len(row) for row in rows)])
+    hidden = torch.zeros(len(rows), length, width, dtype=dtype, device=device)
+    mask = torch.zeros(len(rows), length, dtype=torch.bool, device=device)
+    for index, row in enumerate(rows):
+        hidden[index, : len(row)] = row
+        mask[index, : len(row)] = True
+    return EncoderOutput(hidden=hidden, mask=mask)
 
 
 class IsoFormer(nn.Module):
@@ -184,16 +209,37 @@ class IsoFormer(nn.Module):
 
         A missing, None or empty sequence marks that modality absent for the record (e.g. the
         protein of a non-coding transcript); encoders raise on invalid sequences. DNA windows go
-        through `fit_dna_windows` first.
+        through `fit_dna_windows` first. Records that carry a modality's encoder output (an
+        embedding cache's `EMBEDDINGS` entry, [L, D]) skip its encoder: the inputs are then
+        `{"cached_hidden": [B, L, D] float32, "cached_mask": [B, L]}`.
         """
         inputs, present = {}, {}
         for modality, encoder in self.encoders.items():
             sequences = [record.get(SEQUENCE_KEYS[modality]) or "" for record in records]
             present[modality] = torch.tensor([len(s) > 0 for s in sequences], dtype=torch.bool)
+            cached = [(record.get(EMBEDDINGS) or {}).get(modality) for record in records]
+            if any(state is not None for state in cached):
+                inputs[modality] = self._cached_inputs(modality, sequences, cached)
+                continue
             if modality == "dna":
                 sequences = self.fit_dna_windows(sequences)
             inputs[modality] = encoder.tokenize(sequences)
         return {"inputs": inputs, "present": present}
+
+    def _cached_inputs(self, modality: str, sequences: Sequence[str],
+                       cached: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Cached encoder outputs of one modality -> padded inputs; every record holding its
+        sequence must carry one (a batch is either cached or encoded)."""
+        if any(state is None and sequence for state, sequence in zip(cached, sequences)):
+            raise IsoformerError(
+                f"a batch mixes cached and uncached {modality} records; an embedding cache must "
+                "hold every record of the batch"
+            )
+        width = self.encoders[modality].output_dim
+        rows = [torch.from_numpy(np.asarray(state, dtype=np.float32)) if state is not None
+                else torch.zeros(0, width) for state in cached]
+        output = pad_token_states(rows, torch.float32, torch.device("cpu"), width)
+        return {"cached_hidden": output.hidden, "cached_mask": output.mask}
 
     def fit_dna_windows(self, windows: Sequence[str]) -> list[str]:
         """TSS-centred windows at `config.dna_length` bp (none set: unchanged).
@@ -217,8 +263,38 @@ class IsoFormer(nn.Module):
         self.dna_window_crops.record(windows, kept)
         return kept
 
+    def encode(self, batch: Batch) -> dict[str, EncoderOutput]:
+        """Each modality's token states as the fusion sees them: the encoder's output pooled to
+        `pool_tokens` when set, or the cached states the batch carries (already pooled)."""
+        embeddings = {}
+        for modality, encoder in self.encoders.items():
+            inputs = batch["inputs"][modality]
+            if "cached_hidden" in inputs:
+                # In the dtype the encoder itself would have returned (bf16-true, 64-true).
+                dtype = next(encoder.parameters()).dtype
+                embeddings[modality] = EncoderOutput(inputs["cached_hidden"].to(dtype),
+                                                     inputs["cached_mask"])
+                continue
+            embeddings[modality] = self._pooled(encoder(inputs))
+        return embeddings
+
+    def _pooled(self, output: EncoderOutput) -> EncoderOutput:
+        if self.config.pool_tokens is None:
+            return output
+        return pool_tokens(output, self.config.pool_tokens)
+
+    def encode_sequences(self, modality: str, sequences: Sequence[str]) -> EncoderOutput:
+        """One modality's sequences -> its encoder's states as the fusion sees them (pooled when
+        configured), on this model's device; what an embedding cache stores."""
+        if modality == "dna":
+            sequences = self.fit_dna_windows(sequences)
+        encoder = self.encoders[modality]
+        inputs = {name: tensor.to(self.device) for name, tensor in
+                  encoder.tokenize(sequences).items()}
+        return self._pooled(encoder(inputs))
+
     def forward(self, batch: Batch, output_attentions: bool = False) -> IsoFormerOutput:
-        embeddings = {m: encoder(batch["inputs"][m]) for m, encoder in self.encoders.items()}
+        embeddings = self.encode(batch)
         aggregated = self.aggregator(embeddings, batch["present"], output_attentions)
         with torch.autocast(device_type=self.device.type, enabled=False):
             predictions = self.head(aggregated.fused)  # [B, T], float32 at least

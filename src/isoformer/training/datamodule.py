@@ -5,6 +5,7 @@ the LightningModule through `IsoFormer.tokenize`, which pads each batch only to 
 Training batches can be bucketed by RNA length so that padding, the main waste, stays small, and
 their DNA windows can move by a few random bases (`RandomDnaShift`); validation and test batches
 are those of every prediction (`prediction_loader`: longest first, windows centred on the TSS).
+With an embedding cache, items also carry their frozen encoders' states (`CachedDataset`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from torch.utils.data import DataLoader, Sampler
 
 from isoformer.constants import DNA_SEQUENCE
 from isoformer.data.dataset import TranscriptDataset, open_split
+from isoformer.encoders.embedding_cache import EmbeddingCache
 from isoformer.errors import IsoformerError
-from isoformer.model.prediction import collate_records, prediction_loader
+from isoformer.model.prediction import collate_records, prediction_batches, prediction_loader
+from isoformer.training.embed import CachedDataset
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +110,15 @@ class TranscriptDataModule(L.LightningDataModule):
         self.bucket_by_length = bucket_by_length
         self.seed = seed
         self.dna_shift = dna_shift
-        self.datasets: dict[str, TranscriptDataset] = {}
+        self.cache = cache
+        if cache is not None and dna_shift and "dna" in cache.modalities:
+            raise IsoformerError(
+                "training.dna_shift must be 0 with a cache of DNA states (it holds the centred "
+                "windows only)"
+            )
+        self.datasets: dict[str, TranscriptDataset | CachedDataset] = {}
 
-    def split(self, name: str) -> TranscriptDataset:
+    def split(self, name: str) -> TranscriptDataset | CachedDataset:
         """One split's dataset, loaded once; an empty split is an error (nothing to fit)."""
         if name not in self.datasets:
             length = self.dna_length
@@ -117,7 +126,8 @@ class TranscriptDataModule(L.LightningDataModule):
                 length = self._shift().dna_length + 2 * self.dna_shift
             dataset = open_split(self.data_dir, name, dna_length=length)
             log.info("%s split: %d transcripts", name, len(dataset))
-            self.datasets[name] = dataset
+            self.datasets[name] = (dataset if self.cache is None
+                                   else CachedDataset(dataset, self.cache))
         return self.datasets[name]
 
     def _shift(self) -> RandomDnaShift:
@@ -155,3 +165,4 @@ class TranscriptDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._prediction_loader("test")
+        cache: EmbeddingCache | None = None,

@@ -16,10 +16,12 @@ import polars as pl
 
 from isoformer.analysis.plots import plot_predicted_vs_observed, plot_r2_per_tissue
 from isoformer.data.dataset import TranscriptDataset, open_split
+from isoformer.encoders.embedding_cache import EmbeddingCache
 from isoformer.errors import IsoformerError
 from isoformer.files import atomic_output, write_json_atomic
 from isoformer.metrics import metrics_report
 from isoformer.model.prediction import InferencePrecision, predict_records
+from isoformer.training.embed import CachedDataset, check_cache
 from isoformer.training.run import Run
 
 log = logging.getLogger(__name__)
@@ -44,10 +46,12 @@ def evaluate_run(
     num_workers: int = 0,
     fasta: str | Path | None = None,
     progress: bool = True,
+    cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Predict `split` with the run's best model on `device` (auto, cpu, cuda, cuda:N); write
     metrics and figures into the run; return the metrics. `num_workers` DataLoader workers read
-    the DNA windows from the FASTA while the model runs."""
+    the DNA windows from the FASTA while the model runs. `cache`: an `isoformer embed` cache of
+    this dataset whose frozen encoders' states are read instead of computed."""
     run = run if isinstance(run, Run) else Run.open(run)
     data_dir = Path(data_dir)
     dataset = open_split(data_dir, split, dna_length=run.dna_length, fasta=fasta)
@@ -59,6 +63,12 @@ def evaluate_run(
         )
 
     model = run.load_model(device)
+    if cache is not None:
+        if run.is_baseline:
+            raise IsoformerError(f"{run.directory}: a baseline run reads no embedding cache")
+        embedding_cache = EmbeddingCache.open(cache)
+        check_cache(embedding_cache, model, data_dir)
+        dataset = CachedDataset(dataset, embedding_cache)
     try:
         predictions = predict_records(
             model, dataset, batch_size=batch_size, lengths=dataset.sequence_lengths(),

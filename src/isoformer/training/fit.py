@@ -24,10 +24,12 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from isoformer.data.dataset import read_metadata, read_transcripts
+from isoformer.encoders.embedding_cache import EmbeddingCache
 from isoformer.errors import IsoformerError
 from isoformer.model.config import RunConfig, apply_overrides, config_to_dict, load_preset
 from isoformer.model.isoformer import IsoFormer
 from isoformer.training.datamodule import TranscriptDataModule
+from isoformer.training.embed import check_cache
 from isoformer.training.module import IsoFormerModule
 from isoformer.training.run import (
     CONFIG_FILE,
@@ -70,6 +72,13 @@ def resolve_config(
         model=dataclasses.replace(config.model, **model_changes),
         training=dataclasses.replace(config.training, **training_changes),
     )
+
+
+def seeded_model(config: RunConfig) -> IsoFormer:
+    """The run's model as training starts it: every random draw (random-weight encoders, the
+    fusion, the head) follows `training.seed`, so `embed` and `train` build the same one."""
+    L.seed_everything(config.training.seed, workers=True)
+    return IsoFormer.from_config(config.model)
 
 
 def _differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -146,8 +155,13 @@ def train(
     max_epochs: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    cache: str | Path | None = None,
 ) -> Run:
-    """Train (or resume) a run into `out` and return it (layout in `isoformer.training.run`)."""
+    """Train (or resume) a run into `out` and return it (layout in `isoformer.training.run`).
+
+    `cache`: an `isoformer embed` cache of this dataset; its frozen encoders' states are read
+    instead of running them (the cache must match the model, see `training.embed.check_cache`).
+    """
     data_dir, out = Path(data_dir), Path(out)
     config = resolve_config(data_dir, preset, overrides, modalities, seed, max_epochs)
     fingerprint = dataset_fingerprint(data_dir)
@@ -158,10 +172,15 @@ def train(
     training = config.training
     # Lightning 2.6 with torch >= 2.10 warns about its own pytree use on every step.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-    L.seed_everything(training.seed, workers=True)
-    model = IsoFormer.from_config(config.model)
+    model = seeded_model(config)
     if config.model.standardize_targets:
         model.set_target_statistics(statistics.mean, statistics.std)
+    embedding_cache = None
+    if cache is not None:
+        embedding_cache = EmbeddingCache.open(cache)
+        check_cache(embedding_cache, model, data_dir)
+        log.info("training from the embedding cache %s (%s states)", cache,
+                 ", ".join(embedding_cache.modalities))
     module = IsoFormerModule(model, training)
     data = TranscriptDataModule(
         data_dir,
@@ -170,6 +189,7 @@ def train(
         num_workers=training.num_workers,
         seed=training.seed,
         dna_shift=training.dna_shift,
+        cache=embedding_cache,
     )
 
     checkpoint = ModelCheckpoint(
@@ -219,6 +239,10 @@ def train(
         "best_checkpoint": best.name,
         "epochs": trainer.current_epoch,
         "crops": crops,
+        "embedding_cache": None if embedding_cache is None else {
+            "path": str(Path(cache).resolve()), "modalities": embedding_cache.modalities,
+            "dtype": embedding_cache.dtype, "pool_tokens": embedding_cache.header["pool_tokens"],
+        },
     }
     run.write_summary(summary)
     log.info(
