@@ -96,6 +96,19 @@ def test_tiny_shapes_mask_and_no_gradients(frozen_tiny):
     torch.testing.assert_close(output.hidden, expected.transpose(1, 2))
 
 
+def test_stagewise_training_forward_equals_the_library():
+    """The wrapper runs get_embs_after_crop's stages itself (to checkpoint them): in training
+    (batch statistics, dropout drawn from the same seed) it gives the library's output."""
+    torch.manual_seed(0)
+    encoder = BorzoiEncoder(encoder_config("borzoi", "tiny")).train()
+    inputs = encoder.tokenize(random_dna(1024, 2))
+    torch.manual_seed(1)
+    ours = encoder(inputs).hidden
+    torch.manual_seed(1)
+    expected = encoder.model.get_embs_after_crop(inputs["one_hot"].transpose(1, 2))
+    torch.testing.assert_close(ours, expected.transpose(1, 2), atol=0, rtol=0)
+
+
 def test_last_n_trains_last_transformer_layer_and_decoder():
     torch.manual_seed(0)
     encoder = BorzoiEncoder(

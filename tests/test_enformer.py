@@ -58,6 +58,11 @@ def test_short_or_unequal_windows_are_clear_errors():
         tiny(max_length=2050)
 
 
+def test_library_checkpointing_switch_points_to_gradient_checkpointing():
+    with pytest.raises(IsoformerError, match="use_checkpointing.*gradient_checkpointing: true"):
+        tiny(architecture={"preset": "tiny", "use_checkpointing": True})
+
+
 def test_hidden_layer_selects_transformer_states():
     sequences = random_dna(2048, 2)
     conv = tiny(hidden_layer=0)

@@ -45,6 +45,9 @@ class EncoderConfig:
     # Which part of a too-long input is kept: RNA keeps its 3' end, protein its N-terminus,
     # DNA stays centred on the TSS. None = the modality's default (set by the model builder).
     crop: CropRule | None = None
+    # Recompute activations in the backward pass instead of storing them: less memory for a second
+    # forward pass through the encoder. Only in training with gradients on; results are unchanged.
+    gradient_checkpointing: bool = False
 
 
 @dataclass
@@ -136,6 +139,12 @@ class SequenceEncoder(nn.Module, ABC):
         super().train(mode)
         keep_frozen_in_eval(self)
         return self
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether this forward pass checkpoints activations (`gradient_checkpointing` asked, in
+        training, with gradients enabled: evaluation and inference never pay its recomputation)."""
+        return self.config.gradient_checkpointing and self.training and torch.is_grad_enabled()
 
     def crop_batch(self, sequences: Sequence[str]) -> list[str]:
         """Each sequence cropped to `max_length` units by `crop_rule`, and counted in `crops`."""

@@ -22,6 +22,10 @@ official model predicts), all-True mask. A window with fewer than `bins_to_retur
 Only the last state (`hidden_layer=-1`) is exposed: the transformer layers run on 128-bp bins
 before the U-Net restores 32-bp resolution, so their states are not comparable outputs.
 
+The wrapper runs `get_embs_after_crop`'s stages itself so that, with `gradient_checkpointing`,
+each one (the first convolution, every block of the convolution tower and of the U-Net, every
+transformer layer) is checkpointed.
+
 Short windows: borzoi-pytorch computes an attention layer's relative-position features on its first
 call, for that call's length, and keeps them in a plain attribute: a later call of another length
 reuses stale distances, and `.to(device)` does not move them. The wrapper computes them once for its
@@ -37,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from isoformer.encoders.base import CropRule, EncoderConfig, EncoderOutput
+from isoformer.encoders.checkpointing import run_stages
 from isoformer.encoders.dna_window import DnaWindowEncoder
 from isoformer.encoders.loading import load_checkpoint, require_every_weight
 from isoformer.encoders.train_modes import any_trainable, apply_train_mode
@@ -158,10 +163,28 @@ class BorzoiEncoder(DnaWindowEncoder):
     def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
         one_hot = self.channels_first(inputs)  # [B, 4, L]
         with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(self.model)):
-            hidden = self.model.get_embs_after_crop(one_hot)  # [B, dim, bins]
+            hidden = self._embeddings(one_hot, self.checkpointing)  # [B, dim, bins]
         hidden = hidden.transpose(1, 2)  # [B, bins, dim]
         mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
         return EncoderOutput(hidden=hidden, mask=mask)
+
+    def _embeddings(self, one_hot: torch.Tensor, checkpointed: bool) -> torch.Tensor:
+        """`Borzoi.get_embs_after_crop` stage by stage, each stage checkpointed if asked:
+        one-hot [B, 4, L] -> [B, dim, output_bins]."""
+        model = self.model
+
+        def run(*stages: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+            return run_stages(stages, x, checkpointed)
+
+        unet0 = run(model.conv_dna, *model.res_tower, x=one_hot)  # [B, 1280, L / 32]
+        unet1 = run(*model.unet1, x=unet0)  # [B, dim, L / 64]
+        x = model._max_pool(unet1)  # [B, dim, L / 128]: the transformer's positions
+        x = run(*model.transformer, x=x.transpose(1, 2)).transpose(1, 2)
+        x = run(*model.upsampling_unet1, x=x) + run(model.horizontal_conv1, x=unet1)
+        x = run(model.separable1, x=x)
+        x = run(*model.upsampling_unet0, x=x) + run(model.horizontal_conv0, x=unet0)
+        x = run(model.separable0, x=x)
+        return model.crop(x.transpose(1, 2)).transpose(1, 2)
 
     @classmethod
     def from_pretrained(

@@ -27,7 +27,9 @@ at that length and enformer-pytorch's own computation at any other length (rando
 well as its attention layers, so the architecture saved with a run rebuilds the same positions.
 
 The wrapper runs the trunk's stages itself instead of `Enformer.forward`, which selects heads and
-moves inputs with a discarded `x.to(self.device)`.
+moves inputs with a discarded `x.to(self.device)`, and checkpoints each stage (the stem, every
+convolution block, every transformer layer, the pointwise block) when `gradient_checkpointing` is
+set; enformer-pytorch's own `use_checkpointing` (transformer layers only) is refused.
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 from isoformer.encoders.base import CropRule, EncoderConfig, EncoderOutput
+from isoformer.encoders.checkpointing import run_stages
 from isoformer.encoders.dna_window import DnaWindowEncoder
 from isoformer.encoders.loading import load_checkpoint, require_every_weight
 from isoformer.encoders.train_modes import (
@@ -72,6 +74,11 @@ def enformer_hparams(architecture: dict[str, Any]) -> dict[str, Any]:
     """`from_hparams` kwargs from an architecture dict: optional `preset` (default `paper`)."""
     fields = dict(architecture)
     preset = fields.pop("preset", "paper")
+    if fields.get("use_checkpointing"):
+        raise IsoformerError(
+            "enformer architecture: use_checkpointing is not read here; set the encoder's "
+            "gradient_checkpointing: true instead (it also covers the stem and convolution tower)"
+        )
     if preset not in ENFORMER_PRESETS:
         raise IsoformerError(
             f"unknown Enformer preset {preset!r} (choose from {', '.join(ENFORMER_PRESETS)})"
@@ -155,16 +162,15 @@ class EnformerEncoder(DnaWindowEncoder):
         one_hot = self.channels_first(inputs)  # [B, 4, L]
         model = self.model
         with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(model)):
-            x = model.conv_tower(model.stem(one_hot))  # [B, dim, bins]
+            checkpointed = self.checkpointing
+            # The stem and the tower run at 1- to 64-bp resolution: most of the memory is there.
+            x = run_stages([model.stem, *model.conv_tower], one_hot, checkpointed)  # [B, dim, bins]
             x = x.transpose(1, 2)  # [B, bins, dim]
-            for layer in model.transformer[: min(self.output_layer, self.num_layers)]:
-                if model.use_checkpointing and torch.is_grad_enabled():
-                    x = checkpoint(layer, x, use_reentrant=False)
-                else:
-                    x = layer(x)
+            layers = model.transformer[: min(self.output_layer, self.num_layers)]
+            x = run_stages(layers, x, checkpointed)
             x = model.crop_final(x)  # [B, output_bins, dim]
             if self.returns_trunk:
-                x = model.final_pointwise(x)  # [B, output_bins, 2 x dim]
+                x = run_stages([model.final_pointwise], x, checkpointed)  # [B, output_bins, 2 dim]
         mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         return EncoderOutput(hidden=x, mask=mask)
 

@@ -36,6 +36,10 @@ class EsmBackboneEncoder(SequenceEncoder):
         # Pinned rather than left to transformers' default, which may fall back to eager.
         backbone.set_attn_implementation("sdpa")
         backbone.contact_head = None  # predicts contacts from attention maps; unused here
+        if self.config.gradient_checkpointing:
+            # transformers' per-layer checkpointing: active in train mode; without gradients
+            # torch's checkpoint stores nothing and recomputes nothing.
+            backbone.gradient_checkpointing_enable({"use_reentrant": False})
         # A plain list, not submodules: the backbone already owns them.
         self._rotary_embeddings = [m for m in backbone.modules() if isinstance(m, RotaryEmbedding)]
         model_config = backbone.config
