@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from test_model import random_records, tiny_model
+from test_model import random_records, single_thread, tiny_model  # noqa: F401 (a fixture)
 
 from isoformer.errors import IsoformerError
 from isoformer.model import prediction
@@ -21,6 +21,8 @@ from isoformer.model.prediction import (
     resolve_device,
     resolve_devices,
 )
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_device_choices():

@@ -1,8 +1,9 @@
-"""`isoformer predict`: JSON / JSONL records in, one JSONL prediction per record out.
+"""`isoformer predict`: JSON / JSONL records in, one JSONL prediction per record out, streamed.
 
 Input records hold `dna_sequence`, `rna_sequence` and optionally `protein_sequence` (absent, null
 or "" = non-coding); any other key (transcript_id, id, ...) is carried through. `.json` input is
-one object or a list of objects; anything else is read as JSON lines (blank lines skipped).
+one object or a list of objects, the list read item by item (ijson); anything else is read as
+JSON lines, line by line (blank lines skipped).
 
 DNA windows are centred on the TSS (at index len // 2, as `isoformer export` writes them). A window
 longer than the run's (e.g. exported from a dataset built at a wider window) is cropped around its
@@ -10,29 +11,48 @@ centre, which gives exactly the window at the run's length; how many were croppe
 
 Each output line is the record's carried keys plus either `tissues` and `predicted_expression`
 (log(1 + TPM), one float per tissue, in `tissues` order) or `error`, a sentence naming the record
-(line or list position) and what is wrong: a line that is not JSON, a non-object, a sequence of
-the run's modalities that is missing, not a string or holds invalid characters, an empty RNA, or a
-DNA window shorter than the run's. Output order is input order; the file is written under a
-temporary name and renamed.
+(line or list position) and what is wrong: a line that is not UTF-8 or not JSON, a non-object, a
+sequence of the run's modalities that is missing, not a string or holds invalid characters, an
+empty RNA, or a DNA window shorter than the run's. A `.json` list that stops being valid JSON
+cannot be read past that point: the run fails, naming the last record read, and writes nothing.
+
+Memory does not grow with the input: records are read into a buffer of `buffer_size` (default
+`DEFAULT_BUFFER_BATCHES` batches), validated, sorted by length within it and batched (so padding
+stays small), predicted (on one device or replicas on several, `Predictor`), and written out in
+input order before the next buffer is read. Output order is input order; the file is written
+under a temporary name and renamed.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-import numpy as np
+import ijson
 
 from isoformer.constants import DNA_SEQUENCE, PROTEIN_SEQUENCE, RNA_SEQUENCE, SEQUENCE_KEYS
-from isoformer.errors import InputFormatError
+from isoformer.encoders.base import log_crops
+from isoformer.errors import InputFormatError, IsoformerError
 from isoformer.files import atomic_output
-from isoformer.model.prediction import InferencePrecision, predict_records
+from isoformer.model.prediction import (
+    InferencePrecision,
+    Predictor,
+    record_progress,
+    resolve_devices,
+)
 from isoformer.training.run import Run
 
 log = logging.getLogger(__name__)
+
+# Records per buffer, in batches: enough for length-sorted batches to pad little and to keep
+# several devices busy; at the paper's 196,608-bp window 64 batches of 16 hold ~200 MB of DNA.
+DEFAULT_BUFFER_BATCHES = 64
 
 ALPHABETS = {
     DNA_SEQUENCE: frozenset("ACGTN"),
@@ -54,32 +74,62 @@ class PredictSummary:
     n_records: int
     n_failed: int
     output: Path
+    seconds: float  # reading, predicting and writing, the model's loading excluded
 
 
-def read_records(path: str | Path) -> list[InputRecord]:
-    """Parse `path`; unparsable lines become records with an `error`, never a failed run."""
+def read_records(path: str | Path) -> Iterator[InputRecord]:
+    """Stream `path`'s records one by one; unparsable lines become records with an `error`, never
+    a failed run. A `.json` file that is not valid JSON raises `InputFormatError` when reading
+    reaches the fault."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    with path.open("rb") as handle:
+        yield from _records(path, handle)
+
+
+def _records(path: Path, handle: IO[bytes]) -> Iterator[InputRecord]:
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise InputFormatError(path, f"not valid JSON: {err.msg}", err.lineno) from None
-        items = data if isinstance(data, list) else [data]
-        return [_as_record(item, f"record {i}") for i, item in enumerate(items, start=1)]
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+        return _json_records(path, handle)
+    return _json_lines_records(handle)
+
+
+def _json_lines_records(handle: IO[bytes]) -> Iterator[InputRecord]:
+    for number, line in enumerate(handle, start=1):
         if not line.strip():
             continue
+        where = f"line {number}"
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as err:
-            records.append(
-                InputRecord(f"line {number}", None, f"line {number}: not valid JSON ({err.msg})")
-            )
+            item = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            yield InputRecord(where, None, f"{where}: not valid UTF-8")
             continue
-        records.append(_as_record(item, f"line {number}"))
-    return records
+        except json.JSONDecodeError as err:
+            yield InputRecord(where, None, f"{where}: not valid JSON ({err.msg})")
+            continue
+        yield _as_record(item, where)
+
+
+def _json_records(path: Path, handle: IO[bytes]) -> Iterator[InputRecord]:
+    while handle.peek(1)[:1].isspace():
+        handle.read(1)
+    # A list is streamed item by item; anything else is one value, one record.
+    prefix = "item" if handle.peek(1)[:1] == b"[" else ""
+    count = 0
+    try:
+        # use_float: numbers as float, not Decimal, so carried keys are written back as JSON.
+        for count, item in enumerate(ijson.items(handle, prefix, use_float=True), start=1):
+            yield _as_record(item, f"record {count}")
+    except (ijson.JSONError, UnicodeDecodeError) as err:
+        after = f" after record {count}" if count else ""
+        raise InputFormatError(path, f"not valid JSON{after} ({_first_line(err)})") from None
+
+
+def _first_line(err: Exception) -> str:
+    """ijson's message (bytes or text) without the excerpt of the file that follows it."""
+    message = err.args[0] if err.args else ""
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", errors="replace")
+    lines = str(message).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def _as_record(item: Any, where: str) -> InputRecord:
@@ -132,44 +182,95 @@ def predict_file(
     input_path: str | Path,
     output_path: str | Path,
     batch_size: int = 16,
-    device: str = "auto",
+    devices: str | Sequence[str] = "auto",
     precision: InferencePrecision = "32",
+    buffer_size: int | None = None,
+    progress: bool = True,
 ) -> PredictSummary:
-    """Predict every record of `input_path` with the run's model on `device` (auto, cpu, cuda,
-    cuda:N); write JSONL to `output_path`."""
+    """Predict every record of `input_path` with the run's model; write JSONL to `output_path`.
+
+    `devices`: one device (auto, cpu, cuda, cuda:N) or several (a comma-separated list, a list or
+    a count of CUDA devices; see `resolve_devices`), one model replica on each. A k-mer baseline
+    predicts on the CPU whatever the devices. `buffer_size`: records read, sorted by length and
+    predicted at a time (default: `DEFAULT_BUFFER_BATCHES` batches).
+    """
     run = run if isinstance(run, Run) else Run.open(run)
-    output_path = Path(output_path)
-    entries = read_records(input_path)
+    if batch_size < 1:
+        raise IsoformerError(f"batch_size must be at least 1 (got {batch_size})")
+    buffer_size = DEFAULT_BUFFER_BATCHES * batch_size if buffer_size is None else buffer_size
+    if buffer_size < 1:
+        raise IsoformerError(f"buffer_size must be at least 1 (got {buffer_size})")
+    input_path, output_path = Path(input_path), Path(output_path)
+    with input_path.open("rb") as source:  # opened first: a missing input fails before loading
+        if run.is_baseline:
+            models = [run.load_model()]
+        else:
+            replicas = resolve_devices(devices)
+            models = [run.load_model(str(device)) for device in replicas]
+            log.info("predicting on %s", ", ".join(map(str, replicas)))
+        summary = _predict_stream(run, Predictor(models, precision), _records(input_path, source),
+                                  output_path, batch_size, buffer_size, progress)
+    log.info(
+        "%d records from %s predicted in %.1f s (%d failed, %.1f records/s); written to %s",
+        summary.n_records, input_path, summary.seconds, summary.n_failed,
+        summary.n_records / max(summary.seconds, 1e-9), output_path,
+    )
+    if summary.n_failed:
+        log.warning(
+            "%d of %d records could not be predicted (see their 'error' field)",
+            summary.n_failed,
+            summary.n_records,
+        )
+    return summary
+
+
+def _predict_stream(run: Run, predictor: Predictor, entries: Iterator[InputRecord],
+                    output_path: Path, batch_size: int, buffer_size: int, progress: bool
+                    ) -> PredictSummary:
+    """Buffer by buffer: predict `entries`, write them to `output_path` (atomically)."""
+    start = time.perf_counter()
+    n_records = n_failed = 0
+    with (
+        atomic_output(output_path) as tmp,
+        tmp.open("w", encoding="utf-8") as handle,
+        record_progress(progress, description="predicting") as advance,
+    ):
+        while buffer := list(itertools.islice(entries, buffer_size)):
+            n_failed += _predict_buffer(buffer, run, predictor, batch_size, handle, advance)
+            n_records += len(buffer)
+    log_crops(predictor.crops(), f"predicting {n_records} records")
+    return PredictSummary(n_records=n_records, n_failed=n_failed, output=output_path,
+                          seconds=time.perf_counter() - start)
+
+
+def _predict_buffer(
+    entries: list[InputRecord],
+    run: Run,
+    predictor: Predictor,
+    batch_size: int,
+    handle: IO[str],
+    advance: Callable[[int], None],
+) -> int:
+    """Validate, predict and write one buffer of records in input order; the number that
+    failed."""
     for entry in entries:
         if entry.error is None:
             problem = validate_record(entry.record, run.modalities, run.dna_length)
             entry.error = None if problem is None else f"{entry.where}: {problem}"
     valid = [entry for entry in entries if entry.error is None]
-    log.info("%d records read from %s, %d valid", len(entries), input_path, len(valid))
-
-    predictions = np.zeros((0, len(run.tissues)), dtype=np.float32)
-    if valid:
-        model = run.load_model(device)
-        predictions = predict_records(model, [_model_input(e.record) for e in valid],
-                                      batch_size=batch_size, precision=precision)
-    by_entry = {
-        id(entry): row for entry, row in zip(valid, np.asarray(predictions, dtype=np.float64))
-    }
-
-    with atomic_output(output_path) as tmp, tmp.open("w", encoding="utf-8") as handle:
-        for entry in entries:
-            out = _carried(entry.record)
-            if entry.error is None:
-                out["tissues"] = run.tissues
-                out["predicted_expression"] = [float(v) for v in by_entry[id(entry)]]
-            else:
-                out["error"] = entry.error
-            handle.write(json.dumps(out) + "\n")
-    n_failed = len(entries) - len(valid)
-    if n_failed:
-        log.warning(
-            "%d of %d records could not be predicted (see their 'error' field)",
-            n_failed,
-            len(entries),
-        )
-    return PredictSummary(n_records=len(entries), n_failed=n_failed, output=output_path)
+    # The Predictor sorts the buffer's records by length into batches and puts them back in
+    # order.
+    predictions = predictor.predict([_model_input(e.record) for e in valid], batch_size,
+                                    advance=advance)
+    advance(len(entries) - len(valid))
+    rows = iter(predictions.astype("float64").tolist())
+    tissues = run.tissues
+    for entry in entries:
+        out = _carried(entry.record)
+        if entry.error is None:
+            out["tissues"] = tissues
+            out["predicted_expression"] = next(rows)
+        else:
+            out["error"] = entry.error
+        handle.write(json.dumps(out) + "\n")
+    return len(entries) - len(valid)
