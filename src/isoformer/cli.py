@@ -298,11 +298,20 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="embedding cache of the run's frozen encoders on this dataset (`embed`)")
 
 
-def _add_inference_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+def _add_inference_options(p: argparse.ArgumentParser, several_devices: bool = False) -> None:
+    """--device, --batch-size, --precision; with `several_devices`, --devices instead of
+    --device when asked (one model replica per device)."""
+    devices = p.add_mutually_exclusive_group() if several_devices else p
+    devices.add_argument(
         "--device", default="auto",
         help="auto (the GPU when there is one), cpu, cuda or cuda:N (default: auto)",
     )
+    if several_devices:
+        devices.add_argument(
+            "--devices", default=None,
+            help="several devices, one model replica on each, sharing the batches: a "
+            "comma-separated list (cuda:0,cuda:1; cpu,cpu) or a count of CUDA devices (2)",
+        )
     p.add_argument("--batch-size", type=int, default=16, help="records per forward pass")
     p.add_argument(
         "--precision", choices=INFERENCE_PRECISIONS, default="32",
@@ -350,15 +359,22 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--input", type=Path, required=True, help="records (.jsonl, or .json: object or list)"
     )
     p.add_argument("--output", type=Path, required=True, help="JSONL file to write")
-    _add_inference_options(p)
+    _add_inference_options(p, several_devices=True)
+    p.add_argument(
+        "--buffer-size", type=int, default=None,
+        help="records read, sorted by length into batches and predicted at a time; memory "
+        "grows with it, not with the input (default: 64 batches)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     from isoformer.training.predict import predict_file
 
     summary = predict_file(
-        args.run, args.input, args.output, batch_size=args.batch_size, device=args.device,
-        precision=args.precision,
+        args.run, args.input, args.output, batch_size=args.batch_size,
+        devices=args.devices or args.device, precision=args.precision,
+        buffer_size=args.buffer_size, progress=not args.no_progress,
     )
     if summary.n_failed:
         print(
