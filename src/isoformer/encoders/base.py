@@ -35,9 +35,18 @@ class EncoderConfig:
     init: Literal["pretrained", "random"] = "random"
     checkpoint: str | None = None
     architecture: dict[str, Any] = field(default_factory=dict)
-    # frozen: no gradients; full: every parameter trains; last_n: only the last `trainable_layers`.
-    train_mode: Literal["frozen", "full", "last_n"] = "full"
+    # frozen: no gradients; full: every parameter trains; last_n: only the last `trainable_layers`;
+    # lora: only low-rank adapters (peft) on the used layers' attention projections train.
+    train_mode: Literal["frozen", "full", "last_n", "lora"] = "full"
     trainable_layers: int = 0
+    # LoRA (train_mode="lora"): rank r, scale alpha / r, dropout on the adapters' input, and the
+    # linear layers adapted (module names or their ends, e.g. "query"); None = the kind's default
+    # (ESM-2, NT-v2: query, key, value, attention.output.dense; Enformer, Borzoi: to_q, to_k,
+    # to_v, to_out).
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | None = None
     # Index into the hidden states of every layer (0 = embeddings, -1 = last layer).
     hidden_layer: int = -1
     # Longest input in sequence units (bases / residues); None = the encoder's own limit.

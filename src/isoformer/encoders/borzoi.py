@@ -57,6 +57,8 @@ BORZOI_WINDOW = 524_288  # bp
 BORZOI_BIN = 32  # bp per output bin
 BORZOI_TRANSFORMER_BIN = 128  # bp per transformer position
 BORZOI_POSITIONS = 4096  # transformer positions of the full window
+# LoRA's default: the attention projections (`to_rel_k`, of the relative positions, stays as is).
+BORZOI_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out")
 
 BORZOI_PRESETS: dict[str, dict[str, Any]] = {
     # BorzoiConfig's defaults are the published model.
@@ -157,6 +159,7 @@ class BorzoiEncoder(DnaWindowEncoder):
             layers=list(model.transformer),
             tail=[model.horizontal_conv0, model.horizontal_conv1, model.upsampling_unet1,
                   model.separable1, model.upsampling_unet0, model.separable0],
+            lora_targets=BORZOI_LORA_TARGETS,
         )
         self.train()
 

@@ -58,6 +58,8 @@ logger = logging.getLogger(__name__)
 ENFORMER_CHECKPOINT = "EleutherAI/enformer-official-rough"
 ENFORMER_WINDOW = 196_608  # bp: 1,536 bins of 128 bp
 TF_GAMMA_BINS = 1536  # the only transformer length enformer-pytorch has TF gammas for
+# LoRA's default: the attention projections (`to_rel_k`, of the relative positions, stays as is).
+ENFORMER_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out")
 
 ENFORMER_PRESETS: dict[str, dict[str, Any]] = {
     # enformer-pytorch's defaults are the published model.
@@ -155,6 +157,7 @@ class EnformerEncoder(DnaWindowEncoder):
             "enformer", config, self.model, stem=[self.model.stem, self.model.conv_tower],
             layers=list(self.model.transformer[: self.output_layer]),
             tail=[self.model.final_pointwise] if self.returns_trunk else [],
+            lora_targets=ENFORMER_LORA_TARGETS,
         )
         self.train()
 

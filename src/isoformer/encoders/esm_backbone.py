@@ -23,6 +23,10 @@ from transformers.models.esm.modeling_esm import RotaryEmbedding
 from isoformer.encoders.base import EncoderOutput, SequenceEncoder
 from isoformer.encoders.train_modes import any_trainable, apply_train_mode, resolve_hidden_layer
 
+# LoRA's default: the attention's query, key, value and output projections (not the feed-forward's
+# `output.dense`).
+ESM_LORA_TARGETS = ("query", "key", "value", "attention.output.dense")
+
 
 class EsmBackboneEncoder(SequenceEncoder):
     """Base of the ESM-architecture encoders; subclasses tokenize and call `attach_backbone`."""
@@ -54,6 +58,7 @@ class EsmBackboneEncoder(SequenceEncoder):
             self.config.kind, self.config, backbone, stem=[backbone.embeddings],
             layers=list(backbone.encoder.layer[: self.output_layer]),
             tail=[final_norm] if self.output_layer == self.num_layers else [],
+            lora_targets=ESM_LORA_TARGETS,
         )
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:

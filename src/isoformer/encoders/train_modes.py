@@ -3,7 +3,8 @@
 Every wrapper describes its model as three parts on the path to the returned states: a `stem`
 (embeddings, convolution towers), the `layers` that `hidden_layer` and `last_n` count, and a `tail`
 that turns the last used layer into the output (a final LayerNorm, Enformer's pointwise block,
-Borzoi's U-Net decoder). Parts after the returned layer are never run and never train.
+Borzoi's U-Net decoder). Parts after the returned layer are never run and never train. LoRA
+(`lora`) adapts linear layers inside `layers` only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from isoformer.encoders.base import EncoderConfig
+from isoformer.encoders.lora import add_lora
 from isoformer.errors import IsoformerError
 
 
@@ -36,16 +38,21 @@ def apply_train_mode(
     stem: Sequence[nn.Module],
     layers: Sequence[nn.Module],
     tail: Sequence[nn.Module],
+    lora_targets: Sequence[str],
 ) -> None:
     """Set `requires_grad` on the model parts by `config.train_mode`.
 
     frozen: nothing trains. full: stem, layers and tail train. last_n: the last
     `config.trainable_layers` of `layers` train, and the tail with them (it only transforms
-    their output). The rest of `model` (layers after the returned one, parts before the heads)
-    never trains.
+    their output). lora: adapters on the linear layers of `layers` that `lora_targets` (or
+    `config.lora_target_modules`) names train, nothing else. The rest of `model` (layers after the
+    returned one, parts before the heads) never trains.
     """
     model.requires_grad_(False)
     if config.train_mode == "frozen":
+        return
+    if config.train_mode == "lora":
+        add_lora(kind, config, model, layers, lora_targets)
         return
     if config.train_mode == "full":
         trainable = [*stem, *layers, *tail]
