@@ -57,6 +57,9 @@ class EncoderConfig:
     # Recompute activations in the backward pass instead of storing them: less memory for a second
     # forward pass through the encoder. Only in training with gradients on; results are unchanged.
     gradient_checkpointing: bool = False
+    # Enformer / Borzoi: BatchNorm layers keep their loaded running statistics and affine weights
+    # (eval mode, no gradients) while the rest trains, so training normalises as evaluation does.
+    freeze_batchnorm: bool = False
 
 
 @dataclass
@@ -103,6 +106,14 @@ def log_crops(counts: dict[str, CropCounts], context: str) -> None:
                         count.cropped, count.seen, count.removed, count.unit)
 
 
+# The base of BatchNorm1d/2d/3d and SyncBatchNorm (the one torch class that all of them share).
+BatchNorm = nn.modules.batchnorm._BatchNorm
+
+
+def batchnorms(root: nn.Module) -> list[nn.Module]:
+    return [module for module in root.modules() if isinstance(module, BatchNorm)]
+
+
 def keep_frozen_in_eval(root: nn.Module) -> None:
     """Put every module below `root` whose parameters are all frozen in eval mode.
 
@@ -122,8 +133,9 @@ class SequenceEncoder(nn.Module, ABC):
     implement `tokenize` and `forward`.
 
     Every encoder counts its crops in `crops` (sequences tokenized, cropped, units removed); the
-    model's users log them once per epoch or per prediction run, never per batch. Frozen parts
-    stay in eval mode whatever `train()` is asked (the one place of that rule).
+    model's users log them once per epoch or per prediction run, never per batch. Frozen parts,
+    and every BatchNorm under `freeze_batchnorm`, stay in eval mode whatever `train()` is asked
+    (the one place of that rule).
     """
 
     config: EncoderConfig
@@ -147,6 +159,9 @@ class SequenceEncoder(nn.Module, ABC):
     def train(self, mode: bool = True) -> SequenceEncoder:
         super().train(mode)
         keep_frozen_in_eval(self)
+        if self.config.freeze_batchnorm:  # BatchNorm without affine weights included
+            for module in batchnorms(self):
+                module.eval()
         return self
 
     @property

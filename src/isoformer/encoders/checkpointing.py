@@ -18,8 +18,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-# The base of BatchNorm1d/2d/3d and SyncBatchNorm (the one torch class that all of them share).
-BatchNorm = nn.modules.batchnorm._BatchNorm
+from isoformer.encoders.base import batchnorms
 
 
 def run_stages(stages: Iterable[nn.Module], x: torch.Tensor, checkpointed: bool) -> torch.Tensor:
@@ -40,8 +39,8 @@ def _recompute_keeps_statistics(stage: nn.Module) -> tuple[ContextManager, Conte
 @contextmanager
 def _batchnorm_statistics_restored(stage: nn.Module) -> Iterator[None]:
     """Undo whatever the body does to the running statistics of `stage`'s training BatchNorms."""
-    buffers = [buffer for module in stage.modules()
-               if isinstance(module, BatchNorm) and module.training for buffer in module.buffers()]
+    buffers = [buffer for module in batchnorms(stage) if module.training
+               for buffer in module.buffers()]
     saved = [buffer.clone() for buffer in buffers]
     try:
         yield

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from isoformer.encoders.base import EncoderConfig
+from isoformer.encoders.base import EncoderConfig, batchnorms
 from isoformer.encoders.lora import add_lora
 from isoformer.errors import IsoformerError
 
@@ -46,25 +46,38 @@ def apply_train_mode(
     `config.trainable_layers` of `layers` train, and the tail with them (it only transforms
     their output). lora: adapters on the linear layers of `layers` that `lora_targets` (or
     `config.lora_target_modules`) names train, nothing else. The rest of `model` (layers after the
-    returned one, parts before the heads) never trains.
+    returned one, parts before the heads) never trains. `config.freeze_batchnorm` then takes the
+    BatchNorm weights out of whatever trains.
     """
     model.requires_grad_(False)
-    if config.train_mode == "frozen":
-        return
     if config.train_mode == "lora":
         add_lora(kind, config, model, layers, lora_targets)
-        return
+    elif config.train_mode != "frozen":
+        for part in _trainable_parts(kind, config, stem, layers, tail):
+            part.requires_grad_(True)
+    if config.freeze_batchnorm:
+        norms = batchnorms(model)
+        if not norms:
+            raise IsoformerError(f"{kind}: freeze_batchnorm is set, but {kind} has no BatchNorm")
+        for norm in norms:  # SequenceEncoder.train keeps them in eval mode
+            norm.requires_grad_(False)
+
+
+def _trainable_parts(
+    kind: str,
+    config: EncoderConfig,
+    stem: Sequence[nn.Module],
+    layers: Sequence[nn.Module],
+    tail: Sequence[nn.Module],
+) -> list[nn.Module]:
     if config.train_mode == "full":
-        trainable = [*stem, *layers, *tail]
-    else:
-        if not 0 < config.trainable_layers <= len(layers):
-            raise IsoformerError(
-                f"{kind}: trainable_layers must be in 1..{len(layers)} for train_mode='last_n' "
-                f"(got {config.trainable_layers})"
-            )
-        trainable = [*layers[len(layers) - config.trainable_layers :], *tail]
-    for part in trainable:
-        part.requires_grad_(True)
+        return [*stem, *layers, *tail]
+    if not 0 < config.trainable_layers <= len(layers):
+        raise IsoformerError(
+            f"{kind}: trainable_layers must be in 1..{len(layers)} for train_mode='last_n' "
+            f"(got {config.trainable_layers})"
+        )
+    return [*layers[len(layers) - config.trainable_layers :], *tail]
 
 
 def any_trainable(module: nn.Module) -> bool:
