@@ -111,6 +111,7 @@ BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
 def batchnorms(root: nn.Module) -> list[nn.Module]:
+    """Every BatchNorm layer at or below `root` (Enformer's and Borzoi's convolution blocks)."""
     return [module for module in root.modules() if isinstance(module, BatchNorm)]
 
 
