@@ -6,11 +6,10 @@ states with a validity mask (`forward`). Aggregation and heads only ever see `En
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence, Sized
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import torch
@@ -176,14 +175,6 @@ class SequenceEncoder(nn.Module, ABC):
         kept = [crop_sequence(sequence, self.max_length, self.crop_rule) for sequence in sequences]
         self.crops.record(sequences, kept)
         return kept
-
-    def fingerprint(self) -> str:
-        """Stable identity of this encoder's configuration (for embedding caches)."""
-        return hashlib.sha256(repr(sorted(asdict(self.config).items())).encode()).hexdigest()[:16]
-
-    def content_key(self, sequence: str) -> str:
-        """Stable key of (encoder configuration, input sequence), e.g. for an embedding cache."""
-        return hashlib.sha256(f"{self.fingerprint()}:{sequence}".encode()).hexdigest()
 
 
 CroppedT = TypeVar("CroppedT", str, list[int])
