@@ -185,6 +185,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-epochs", type=int, default=None, help="default: the preset's")
     p.add_argument("--overwrite", action="store_true", help="replace a run whose config differs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--devices", default=None,
+                   help="devices per node: a count or auto (sets training.devices; default: 1)")
+    p.add_argument("--num-nodes", default=None, help="nodes (sets training.num_nodes; default: 1)")
+    p.add_argument("--strategy", default=None, choices=("auto", "ddp", "fsdp", "deepspeed"),
+                   help="Lightning strategy (sets training.strategy; see docs/distributed.md)")
     p.add_argument("--cache", type=Path, default=None,
                    help="embedding cache from `embed` (same preset and overrides): read the "
                    "frozen encoders' states instead of running them")
@@ -212,7 +217,11 @@ def _run_train(args: argparse.Namespace) -> int:
         args.data,
         args.preset,
         args.out,
-        overrides=args.overrides,
+        # --devices, --num-nodes, --strategy: overrides of training.*, after those given freely.
+        overrides=[*args.overrides, *(
+            f"training.{name}={value}" for name, value in (
+                ("devices", args.devices), ("num_nodes", args.num_nodes),
+                ("strategy", args.strategy)) if value is not None)],
         modalities=_modalities(args.modalities),
         seed=args.seed,
         max_epochs=args.max_epochs,
@@ -326,6 +335,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     report = evaluate_run(
         args.run, args.data, split=args.split, batch_size=args.batch_size, device=args.device,
         precision=args.precision, num_workers=args.num_workers, fasta=args.fasta,
+        cache=args.cache,
     )
 
     def fmt(value: float | None) -> str:
@@ -335,7 +345,6 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     print(
         f"{args.split}: {report['n_transcripts']} transcripts, {len(report['per_tissue'])} tissues"
     )
-        cache=args.cache,
     print(
         f"mean over tissues: R2 {fmt(mean['r2'])}  Spearman {fmt(mean['spearman'])}  "
         f"Pearson {fmt(mean['pearson'])}"
@@ -435,6 +444,7 @@ COMMANDS = {
     "build": (_add_build, _run_build),
     "export": (_add_export, _run_export),
     "import-instadeep": (_add_import_instadeep, _run_import_instadeep),
+    "embed": (_add_embed, _run_embed),
     "train": (_add_train, _run_train),
     "baseline": (_add_baseline, _run_baseline),
     "evaluate": (_add_evaluate, _run_evaluate),
@@ -451,7 +461,6 @@ LIGHTNING_COMMANDS = frozenset({"train", "demo"})
 def _configure_logging(command: str, verbose: bool) -> None:
     """One handler, on the root logger: every line once, in one format."""
     logging.basicConfig(
-    "embed": (_add_embed, _run_embed),
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",

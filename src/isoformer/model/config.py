@@ -125,7 +125,9 @@ class TrainingConfig:
     """Optimisation and loop settings (Lightning)."""
 
     lr: float = 3e-5
-    batch_size: int = 64  # per optimiser micro-step; effective batch = batch_size x accumulation
+    # Per device and optimiser micro-step: effective batch = batch_size x devices x num_nodes x
+    # accumulate_grad_batches.
+    batch_size: int = 64
     max_epochs: int = 10
     patience: int = 3  # validation checks without improvement before early stopping
     min_delta: float = 0.0
@@ -147,6 +149,12 @@ class TrainingConfig:
     seed: int = 0
     num_workers: int = 0
     val_check_interval: float | None = None  # fraction of an epoch (or batches if > 1); None = 1.0
+    # Where it runs (docs/distributed.md): devices per node (a count, or auto: every GPU, else one
+    # CPU process), nodes, and the Lightning strategy. auto is one device's (or DDP on several);
+    # fsdp shards weights, gradients and optimiser states (CUDA only); deepspeed needs the package.
+    devices: int | Literal["auto"] = 1
+    num_nodes: int = 1
+    strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = "auto"
 
     def __post_init__(self) -> None:
         positive = {"lr": self.lr, "batch_size": self.batch_size, "max_epochs": self.max_epochs,
@@ -158,6 +166,18 @@ class TrainingConfig:
             bad.append("warmup_fraction/dna_shift")
         if bad:
             raise IsoformerError(f"training: {', '.join(bad)} out of range")
+        if self.devices != "auto" and self.devices < 1:
+            raise IsoformerError(
+                f"training.devices must be a count of at least 1 or auto (got {self.devices})"
+            )
+        if self.num_nodes < 1:
+            raise IsoformerError(f"training.num_nodes must be at least 1 (got {self.num_nodes})")
+        if self.strategy == "fsdp" and self.precision == "bf16-true":
+            # The head stays float32 beside bfloat16 weights, and FSDP flattens only one dtype.
+            raise IsoformerError(
+                "training.strategy=fsdp cannot train in bf16-true (the head stays float32); "
+                "use training.precision=bf16-mixed"
+            )
 
 
 @dataclass

@@ -7,12 +7,17 @@ checkpoints/last.ckpt continues from it (optimizer, epoch, early-stopping state,
 included); only `training.max_epochs` may differ, so a finished run can be extended. A RUN whose
 saved config or dataset differs otherwise is refused unless `overwrite=True`, which deletes the
 previous run's files first.
+
+Several devices or nodes (`training.devices`, `num_nodes`, `strategy`; docs/distributed.md): every
+process runs `train`, each on its shard of the batches; rank 0 alone writes the run's files.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +31,13 @@ from lightning.pytorch.loggers import CSVLogger
 from isoformer.data.dataset import read_metadata, read_transcripts
 from isoformer.encoders.embedding_cache import EmbeddingCache
 from isoformer.errors import IsoformerError
-from isoformer.model.config import RunConfig, apply_overrides, config_to_dict, load_preset
+from isoformer.model.config import (
+    RunConfig,
+    TrainingConfig,
+    apply_overrides,
+    config_to_dict,
+    load_preset,
+)
 from isoformer.model.isoformer import IsoFormer
 from isoformer.training.datamodule import TranscriptDataModule
 from isoformer.training.embed import check_cache
@@ -138,11 +149,87 @@ def resolve_precision(requested: str) -> str:
     return requested
 
 
-def _export_best(module: IsoFormerModule, checkpoint: Path, run: Run) -> None:
-    """Load the best checkpoint's weights and write them with `save_pretrained` (atomically)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # our own checkpoint
-    module.load_state_dict(state["state_dict"])
-    run.write_model(module.model.save_pretrained)
+# Strategies whose processes each hold only a shard of the weights (docs/distributed.md).
+SHARDED_STRATEGIES = frozenset({"fsdp", "deepspeed"})
+
+
+def launched_as_rank_zero() -> bool:
+    """Whether this process is rank 0 of its launch, read from the launcher's environment before
+    any Trainer (or process group) exists: torchrun's RANK, the NODE_RANK / LOCAL_RANK that
+    Lightning's own launcher gives the processes it starts, SLURM's SLURM_PROCID (srun); a process
+    started alone is rank 0."""
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"]) == 0
+    if "LOCAL_RANK" in env or "NODE_RANK" in env:
+        return int(env.get("LOCAL_RANK", 0)) == 0 and int(env.get("NODE_RANK", 0)) == 0
+    for name in ("SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if name in env:
+            return int(env[name]) == 0
+    return True
+
+
+def resolve_strategy(training: TrainingConfig, model: IsoFormer) -> Any:
+    """The Lightning strategy of `training.strategy`, checked here where Lightning would fail late
+    or obscurely: fsdp and deepspeed need CUDA, deepspeed its package."""
+    name = training.strategy
+    if name in ("auto", "ddp"):
+        return name
+    if not torch.cuda.is_available():
+        raise IsoformerError(
+            f"training.strategy={name} needs CUDA GPUs and this machine has none; use "
+            "training.strategy=ddp (or auto) to train on several CPU processes"
+        )
+    if name == "fsdp":
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        # Full state dicts: a checkpoint is one file of whole weights, gathered on rank 0, which
+        # the export and a resume read as any other. Each encoder is an FSDP unit of its own.
+        return FSDPStrategy(
+            state_dict_type="full",
+            auto_wrap_policy={type(encoder) for encoder in model.encoders.values()},
+        )
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        raise IsoformerError(
+            "training.strategy=deepspeed needs the deepspeed package (pip install deepspeed)"
+        ) from None
+    return "deepspeed"
+
+
+def _checkpoint_state(checkpoint: Path) -> dict[str, Any]:
+    """A checkpoint's contents with whole weights; DeepSpeed's (a folder of ZeRO shards) merged."""
+    if checkpoint.is_dir():
+        from lightning.pytorch.utilities.deepspeed import (
+            convert_zero_checkpoint_to_fp32_state_dict,
+        )
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return convert_zero_checkpoint_to_fp32_state_dict(checkpoint, Path(tmp) / "full.ckpt")
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)  # our own checkpoint
+
+
+def _export_best(module: IsoFormerModule, checkpoint: Path, run: Run,
+                 sharded: bool = False) -> None:
+    """Load the best checkpoint's weights and write them with `save_pretrained` (atomically).
+
+    Rank 0 alone calls it. After a `sharded` run (fsdp, deepspeed) the trained module holds only
+    this process's shards, so a fresh copy of the model (built offline, as `from_pretrained`
+    does) receives the checkpoint's whole weights instead.
+    """
+    state = _checkpoint_state(checkpoint)
+    if not sharded:
+        module.load_state_dict(state["state_dict"])
+        run.write_model(module.model.save_pretrained)
+        return
+    offline = module.model.portable_config()  # a copy, every architecture written out
+    for modality in offline.modalities:
+        offline.encoders[modality] = dataclasses.replace(offline.encoders[modality], init="random")
+    model = IsoFormer(offline)
+    model.config = module.model.config
+    IsoFormerModule(model, module.training_config).load_state_dict(state["state_dict"])
+    run.write_model(model.save_pretrained)
 
 
 def train(
@@ -165,9 +252,14 @@ def train(
     data_dir, out = Path(data_dir), Path(out)
     config = resolve_config(data_dir, preset, overrides, modalities, seed, max_epochs)
     fingerprint = dataset_fingerprint(data_dir)
-    resume_from = _prepare_run_dir(out, config, fingerprint, overwrite)
+    # Rank 0 alone removes and writes run files; the other processes of a distributed launch only
+    # read them (after an overwrite there is nothing to resume).
+    rank_zero = launched_as_rank_zero()
+    resume_from = (None if overwrite and not rank_zero
+                   else _prepare_run_dir(out, config, fingerprint, overwrite and rank_zero))
     statistics = _training_statistics(data_dir, list(config.model.tissues))
-    run = Run.create(out, config, statistics, fingerprint)
+    run = (Run.create(out, config, statistics, fingerprint) if rank_zero
+           else Run(out, config, statistics, fingerprint))
 
     training = config.training
     # Lightning 2.6 with torch >= 2.10 warns about its own pytree use on every step.
@@ -204,7 +296,11 @@ def train(
     trainer = L.Trainer(
         max_epochs=training.max_epochs,
         accelerator="auto",
-        devices=1,
+        devices=training.devices,
+        num_nodes=training.num_nodes,
+        strategy=resolve_strategy(training, model),
+        # The data module shards its batches itself (LengthBucketBatchSampler, shard_batches).
+        use_distributed_sampler=False,
         precision=resolve_precision(training.precision),
         accumulate_grad_batches=training.accumulate_grad_batches,
         gradient_clip_val=training.gradient_clip_val,
@@ -231,7 +327,8 @@ def train(
         if checkpoint.best_model_path
         else run.checkpoints_dir / "last.ckpt"
     )
-    _export_best(module, best, run)
+    if trainer.is_global_zero:
+        _export_best(module, best, run, sharded=training.strategy in SHARDED_STRATEGIES)
     best_loss = checkpoint.best_model_score
     crops = {name: dataclasses.asdict(count) for name, count in module.run_crop_counts().items()}
     summary = {
@@ -244,12 +341,14 @@ def train(
             "dtype": embedding_cache.dtype, "pool_tokens": embedding_cache.header["pool_tokens"],
         },
     }
-    run.write_summary(summary)
-    log.info(
-        "run %s: best val_loss %s after %d epochs; model exported to %s",
-        out,
-        summary["best_val_loss"],
-        trainer.current_epoch,
-        run.model_dir,
-    )
+    if trainer.is_global_zero:
+        run.write_summary(summary)
+        log.info(
+            "run %s: best val_loss %s after %d epochs; model exported to %s",
+            out,
+            summary["best_val_loss"],
+            trainer.current_epoch,
+            run.model_dir,
+        )
+    trainer.strategy.barrier("run files written")  # every process returns once they exist
     return run

@@ -29,6 +29,7 @@ from isoformer.metrics import mean_metrics
 from isoformer.model.config import TrainingConfig
 from isoformer.model.isoformer import IsoFormer
 from isoformer.model.prediction import predict_batch
+from isoformer.training.datamodule import PADDING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class IsoFormerModule(L.LightningModule):
         self.training_config = training
         self._val_predictions: list[np.ndarray] = []
         self._val_targets: list[np.ndarray] = []
+        self._val_losses: list[torch.Tensor] = []  # per batch: loss x scored records
+        self._val_count = 0  # scored validation records of this rank
         # Crops of the run's completed epochs (restored from a checkpoint on resume), and the
         # model's counts when the current epoch started (None between epochs).
         self._run_crops: dict[str, CropCounts] = {}
@@ -73,25 +76,58 @@ class IsoFormerModule(L.LightningModule):
         return loss
 
     def validation_step(self, records: list[Record], batch_idx: int) -> None:
-        predictions, targets = predict_batch(self.model, records), self._targets(records)
-        self.log(
-            "val_loss", self._loss(predictions, targets), prog_bar=True, batch_size=len(records)
-        )
+        # Every record is predicted (a sharded model needs every rank in every forward), but one
+        # repeated only to even out the ranks' batch counts (PADDING_KEY) is not scored.
+        predictions = predict_batch(self.model, records)
+        scored = [i for i, record in enumerate(records) if not record.get(PADDING_KEY)]
+        if not scored:
+            return
+        if len(scored) < len(records):
+            predictions, records = predictions[scored], [records[i] for i in scored]
+        targets = self._targets(records)
+        loss = self._loss(predictions, targets).detach()
+        self._val_losses.append((loss.double() * len(records)).cpu())
+        self._val_count += len(records)
         log1p = self.model.to_log1p(predictions)
         self._val_predictions.append(log1p.detach().float().cpu().numpy())
         self._val_targets.append(targets.cpu().numpy())
 
+    def _gather(self, local: Any) -> list[Any]:
+        """`local` of every rank, in rank order ([local] in a single process)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return [local]
+        every: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(every, local)
+        return every
+
     def on_validation_epoch_end(self) -> None:
-        if not self._val_predictions:
-            return
-        r2 = mean_metrics(
-            np.concatenate(self._val_predictions), np.concatenate(self._val_targets),
-            self.model.tissues,
-        )["r2"]
+        # Both metrics are computed from every rank's batches at once, so a run on several
+        # devices logs what one process would: val_loss, the batch-size-weighted mean of the
+        # batches' losses (summed here because Lightning's sync_dist mean of a weighted mean
+        # floors the total batch size, Lightning issue #21859), and R2 on all the predictions.
+        empty = np.empty((0, len(self.model.tissues)), dtype=np.float32)
+        local = (
+            np.concatenate(self._val_predictions) if self._val_predictions else empty,
+            np.concatenate(self._val_targets) if self._val_targets else empty,
+            float(torch.stack(self._val_losses).sum()) if self._val_losses else 0.0,
+            self._val_count,
+        )
         self._val_predictions.clear()
         self._val_targets.clear()
+        self._val_losses.clear()
+        self._val_count = 0
+        parts = self._gather(local)
+        count = sum(part[3] for part in parts)
+        if not count:
+            return
+        predictions = np.concatenate([part[0] for part in parts])
+        targets = np.concatenate([part[1] for part in parts])
+        r2 = mean_metrics(predictions, targets, self.model.tissues)["r2"]
+        # Every rank logs the same values; sync_dist only keeps Lightning from warning.
+        val_loss = sum(part[2] for part in parts) / count
+        self.log("val_loss", val_loss, prog_bar=True, sync_dist=True)
         # An undefined R2 (e.g. a one-transcript sanity check) is logged as NaN, never as a number.
-        self.log("val_r2", float(r2), prog_bar=True)
+        self.log("val_r2", float(r2), prog_bar=True, sync_dist=True)
 
     # ---- crop counts ----
 
