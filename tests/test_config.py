@@ -5,6 +5,7 @@ import pytest
 from isoformer.constants import TISSUES
 from isoformer.errors import IsoformerError
 from isoformer.model.config import (
+    TrainingConfig,
     apply_overrides,
     config_from_dict,
     config_to_dict,
@@ -36,7 +37,7 @@ def test_preset_contents():
     assert all(e.init == "pretrained" for e in paper.model.encoders.values())
     assert paper.model.dna_length == 196_608 and paper.model.aggregation.num_heads == 8
     assert paper.training.lr == 3e-5
-    assert paper.training.batch_size * paper.training.accumulate_grad_batches == 64
+    assert paper.training.accumulation(1) == 8 and paper.training.accumulation(4) == 2
     paper_nt = load_preset("paper-nt")
     assert paper_nt.model.encoders["dna"].kind == "nucleotide_transformer"
     assert paper_nt.model.dna_length == 12_288
@@ -95,3 +96,13 @@ def test_missing_encoder_and_unknown_preset():
         config_from_dict(data)
     with pytest.raises(IsoformerError, match="unknown preset 'huge'"):
         load_preset("huge")
+
+
+def test_effective_batch_size_derives_the_accumulation_for_the_devices():
+    training = TrainingConfig(batch_size=8, effective_batch_size=64)
+    assert [training.accumulation(n) for n in (1, 2, 8)] == [8, 4, 1]
+    with pytest.raises(IsoformerError, match="not a multiple of batch_size 8 x 3"):
+        training.accumulation(3)
+    assert TrainingConfig(batch_size=8, accumulate_grad_batches=3).accumulation(2) == 3
+    with pytest.raises(IsoformerError, match="set one of them"):
+        TrainingConfig(effective_batch_size=64, accumulate_grad_batches=2)

@@ -132,6 +132,10 @@ class TrainingConfig:
     patience: int = 3  # validation checks without improvement before early stopping
     min_delta: float = 0.0
     accumulate_grad_batches: int = 1
+    # The batch of one optimiser step over all devices (the paper's 64). When set, the
+    # accumulation is derived from it for the devices the run gets (`accumulation`), so the same
+    # config trains alike on one GPU or eight; accumulate_grad_batches must then stay 1.
+    effective_batch_size: int | None = None
     # Lightning precision. The head and the target statistics stay float32 under every choice
     # (float64 under 64-true). bf16-true keeps the weights themselves in bfloat16: updates below
     # 1/256 of a weight are lost (LayerNorm gains near 1 barely move at lr 3e-5), so bf16-mixed is
@@ -166,6 +170,12 @@ class TrainingConfig:
             bad.append("warmup_fraction/dna_shift")
         if bad:
             raise IsoformerError(f"training: {', '.join(bad)} out of range")
+        if self.effective_batch_size is not None and (
+                self.effective_batch_size < 1 or self.accumulate_grad_batches != 1):
+            raise IsoformerError(
+                "training.effective_batch_size must be positive and leaves "
+                "accumulate_grad_batches at 1 (it derives the accumulation); set one of them"
+            )
         if self.devices != "auto" and self.devices < 1:
             raise IsoformerError(
                 f"training.devices must be a count of at least 1 or auto (got {self.devices})"
@@ -178,6 +188,19 @@ class TrainingConfig:
                 "training.strategy=fsdp cannot train in bf16-true (the head stays float32); "
                 "use training.precision=bf16-mixed"
             )
+
+    def accumulation(self, world_size: int) -> int:
+        """Micro-batches per optimiser step on `world_size` devices (all nodes together)."""
+        if self.effective_batch_size is None:
+            return self.accumulate_grad_batches
+        per_step = self.batch_size * world_size
+        if self.effective_batch_size % per_step:
+            raise IsoformerError(
+                f"training.effective_batch_size={self.effective_batch_size} is not a multiple "
+                f"of batch_size {self.batch_size} x {world_size} device(s); choose a batch_size "
+                "that divides it"
+            )
+        return self.effective_batch_size // per_step
 
 
 @dataclass

@@ -169,6 +169,14 @@ def launched_as_rank_zero() -> bool:
     return True
 
 
+def world_size(training: TrainingConfig) -> int:
+    """Processes the run will train on: devices per node (auto: every GPU, else one) x nodes."""
+    devices = training.devices
+    if devices == "auto":
+        devices = torch.cuda.device_count() or 1
+    return devices * training.num_nodes
+
+
 def resolve_strategy(training: TrainingConfig, model: IsoFormer) -> Any:
     """The Lightning strategy of `training.strategy`, checked here where Lightning would fail late
     or obscurely: fsdp and deepspeed need CUDA, deepspeed its package."""
@@ -302,7 +310,7 @@ def train(
         # The data module shards its batches itself (LengthBucketBatchSampler, shard_batches).
         use_distributed_sampler=False,
         precision=resolve_precision(training.precision),
-        accumulate_grad_batches=training.accumulate_grad_batches,
+        accumulate_grad_batches=training.accumulation(world_size(training)),
         gradient_clip_val=training.gradient_clip_val,
         val_check_interval=training.val_check_interval,
         callbacks=[
