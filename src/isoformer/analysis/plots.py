@@ -7,7 +7,7 @@ interactive session keeps its own) and no global figure registry fills up.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -76,19 +76,67 @@ def plot_demo_r2(
     r2: Mapping[str, tuple[float, float]], path: str | Path, title: str = ""
 ) -> Path:
     """Per model, test R2 beside the oracle R2 of its sequences (r2: model -> (test, oracle))."""
-    path = Path(path)
     models = list(r2)
-    x = np.arange(len(models))
-    fig, ax = _figure(1.6 * len(models) + 1.5, 4.0)
-    width = 0.38
-    ax.bar(x - width / 2, [r2[m][0] for m in models], width, color="#4C72B0", label="test R$^2$")
-    ax.bar(x + width / 2, [r2[m][1] for m in models], width, color="#BBBBBB",
-           label="oracle R$^2$ (same sequences)")
-    for position, model in zip(x, models):
-        ax.annotate(f"{r2[model][0]:.2f}", (position - width / 2, r2[model][0]), ha="center",
-                    va="bottom", fontsize=8)
-    ax.set_xticks(x, [model.replace(" (", "\n(") for model in models])
-    ax.set_ylabel("mean R$^2$ over tissues")
+    return plot_grouped_bars(
+        models, {"test R$^2$": [(r2[m][0], None) for m in models],
+                 "oracle R$^2$ (same sequences)": [(r2[m][1], None) for m in models]},
+        path, title=title, ylabel="mean R$^2$ over tissues",
+    )
+
+
+Bar = tuple[float, float | None] | None  # (height, error or None); None: nothing to draw
+
+
+def plot_grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[Bar]],
+                      path: str | Path, title: str = "", ylabel: str = "mean over tissues"
+                      ) -> Path:
+    """One group of bars per entry of `groups`, one bar per series (in order, the first blue and
+    annotated with its value), error bars where given."""
+    path = Path(path)
+    x = np.arange(len(groups))
+    fig, ax = _figure(max(1.6 * len(groups) + 1.5, 5.0), 4.0)
+    width = 0.8 / max(len(series), 1)
+    colors = ["#4C72B0", "#BBBBBB", "#DD8452", "#55A868"]
+    for index, (label, bars) in enumerate(series.items()):
+        positions = x - 0.4 + width * (index + 0.5)
+        heights = [np.nan if bar is None else bar[0] for bar in bars]
+        errors = [0.0 if bar is None or bar[1] is None else bar[1] for bar in bars]
+        ax.bar(positions, np.nan_to_num(heights, nan=0.0), width,
+               yerr=errors if any(errors) else None, capsize=3,
+               color=colors[index % len(colors)], label=label)
+        if index == 0:
+            for position, height in zip(positions, heights):
+                if np.isfinite(height):
+                    ax.annotate(f"{height:.2f}", (position, height), ha="center", va="bottom",
+                                fontsize=8)
+    ax.set_xticks(x, [group.replace(" (", "\n(") for group in groups])
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best", frameon=False)
+    ax.set_title(title)
+    _save(fig, path)
+    return path
+
+
+def plot_stacked_r2_per_tissue(tissues: Sequence[str], base: Sequence[float],
+                               full: Sequence[float], path: str | Path,
+                               labels: tuple[str, str] = ("DNA only", "DNA + RNA + protein"),
+                               title: str = "") -> Path:
+    """The paper's Figure 3: per tissue, the base model's R2 with the full model's gain (or loss,
+    hatched) stacked on it, one bar per tissue."""
+    path = Path(path)
+    x = np.arange(len(tissues))
+    base_r2, full_r2 = np.asarray(base, dtype=np.float64), np.asarray(full, dtype=np.float64)
+    gain = full_r2 - base_r2
+    fig, ax = _figure(max(6.0, 0.32 * len(tissues) + 1.5), 4.0)
+    ax.bar(x, np.nan_to_num(base_r2), color="#BBBBBB", label=labels[0])
+    ax.bar(x, np.nan_to_num(np.where(gain >= 0, gain, 0.0)), bottom=np.nan_to_num(base_r2),
+           color="#4C72B0", label=f"{labels[1]} (gain)")
+    ax.bar(x, np.nan_to_num(np.where(gain < 0, gain, 0.0)), bottom=np.nan_to_num(base_r2),
+           color="white", edgecolor="#C44E52", hatch="//", label=f"{labels[1]} (loss)")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, list(tissues), rotation=90)
+    ax.set_ylabel("test R$^2$")
+    ax.set_xlim(-0.6, len(tissues) - 0.4)
     ax.legend(loc="best", frameon=False)
     ax.set_title(title)
     _save(fig, path)

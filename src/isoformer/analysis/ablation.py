@@ -1,0 +1,308 @@
+"""`isoformer ablate`: the paper's comparisons (Tables 2-5, Figure 3), one command per study.
+
+    ablate(dataset, "tiny", "modalities", seeds=3, out="ablations")
+
+Each study is a list of settings; each setting is trained (`training.fit.train`) and evaluated
+on the test split (`training.evaluate.evaluate_run`) once per seed, into
+DIR/runs/<study>/<setting>/seed<N>/. A run with its `metrics_test.json` and `ablation.json`
+(the setting and its wall time) is finished and skipped on a rerun, so an interrupted study
+resumes (an unfinished run resumes from its own last checkpoint) and the tables can be rebuilt
+from what finished (`write_study_tables`). Per study:
+  DIR/<study>.csv  one row per run: setting, seed, mean and per-tissue R2 / Spearman / Pearson,
+                   isoform Spearman, epochs, wall seconds
+  DIR/<study>.md   mean +- std over seeds per setting, the paper's number beside ours where the
+                   setting matches one of its rows
+  DIR/<study>.png  grouped bars: mean R2 and Spearman per setting, std over seeds as error bars
+  DIR/figure3.png  (modalities) per-tissue R2 of the full model stacked on the DNA-only model
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from isoformer.analysis.plots import plot_grouped_bars, plot_stacked_r2_per_tissue
+from isoformer.constants import MODALITIES
+from isoformer.errors import IsoformerError
+from isoformer.files import write_json_atomic, write_text_atomic
+from isoformer.model.config import load_preset
+
+log = logging.getLogger(__name__)
+
+STUDIES = ("modalities", "encoders", "aggregation", "pretraining")
+MODALITY_NAMES = {"dna": "DNA", "rna": "RNA", "protein": "protein"}
+# The DNA encoder each preset family uses for the encoders study (Table 3): the RNA and protein
+# encoders and everything else are the same preset's.
+DNA_ENCODER_PRESETS = {
+    "tiny": {"nucleotide_transformer": "tiny-nt", "enformer": "tiny", "borzoi": "tiny-borzoi"},
+    "paper": {"nucleotide_transformer": "paper-nt", "enformer": "paper",
+              "borzoi": "paper-borzoi"},
+}
+DNA_ENCODER_NAMES = {"nucleotide_transformer": "NT-v2", "enformer": "Enformer",
+                     "borzoi": "Borzoi"}
+# The paper's test R2 / Spearman (mean over tissues) for the settings it reports
+# (../shared/REFERENCE.md); None where it gives no number.
+PAPER_NUMBERS: dict[str, dict[str, tuple[float | None, float | None]]] = {
+    "modalities": {"DNA": (0.13, 0.43), "RNA": (0.36, 0.61), "protein": (0.20, 0.46),
+                   "DNA + RNA + protein": (0.53, 0.72)},
+    "encoders": {"Enformer": (0.53, 0.72), "NT-v2": (0.43, None)},
+    "pretraining": {"all random": (0.10, None), "all pre-trained": (0.53, 0.72)},
+}
+RUN_RECORD = "ablation.json"
+METRICS = ("r2", "spearman", "pearson")
+
+
+@dataclass
+class Setting:
+    """One row of a study: the preset and overrides `train` gets, and its modalities."""
+
+    name: str
+    preset: str
+    overrides: tuple[str, ...] = ()
+    modalities: tuple[str, ...] | None = None
+
+    @property
+    def slug(self) -> str:
+        return "".join(c if c.isalnum() else "-" for c in self.name.lower()).strip("-")
+
+
+@dataclass
+class StudyResult:
+    study: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def modality_settings(preset: str) -> list[Setting]:
+    """All 7 non-empty subsets of {dna, rna, protein} (Table 2), singles first."""
+    subsets = [c for size in (1, 2, 3) for c in itertools.combinations(MODALITIES, size)]
+    return [Setting(" + ".join(MODALITY_NAMES[m] for m in subset), preset, (), subset)
+            for subset in subsets]
+
+
+def encoder_settings(preset: str) -> list[Setting]:
+    """The DNA encoder NT-v2 vs Enformer vs Borzoi, the rest of `preset` fixed (Table 3)."""
+    family = "paper" if preset.startswith("paper") else "tiny"
+    return [Setting(DNA_ENCODER_NAMES[kind], name)
+            for kind, name in DNA_ENCODER_PRESETS[family].items()]
+
+
+def aggregation_settings(preset: str) -> list[Setting]:
+    """Every aggregation kind the config knows (Table 4)."""
+    from isoformer.model.config import aggregation_kinds
+
+    return [Setting(kind, preset, (f"model.aggregation.kind={kind}",))
+            for kind in aggregation_kinds()]
+
+
+def pretraining_settings(preset: str, checkpoints: dict[str, str]) -> list[Setting]:
+    """Pre-trained vs random initialisation per encoder, singly and all together (Table 5).
+
+    Pre-trained: the preset's own checkpoint where it names one (the paper presets), else the
+    directory in `checkpoints` (from `isoformer pretrain`). A modality with neither stops the
+    study: comparing random with random would answer nothing.
+    """
+    encoders = load_preset(preset).model.encoders
+    pretrained: dict[str, tuple[str, ...]] = {}
+    for modality in MODALITIES:
+        if modality in checkpoints:
+            pretrained[modality] = (f"model.encoders.{modality}.init=pretrained",
+                                    f"model.encoders.{modality}.checkpoint={checkpoints[modality]}")
+        elif encoders[modality].init == "pretrained":
+            pretrained[modality] = ()
+    missing = [m for m in MODALITIES if m not in pretrained]
+    if missing:
+        raise IsoformerError(
+            f"ablate --study pretraining: no pre-trained {', '.join(missing)} encoder for preset "
+            f"{preset!r}; pass --checkpoint {missing[0]}=DIR (from `isoformer pretrain`) for each, "
+            "or use a preset with official checkpoints"
+        )
+    random = {m: (f"model.encoders.{m}.init=random",) for m in MODALITIES}
+
+    def setting(name: str, pretrained_ones: Sequence[str]) -> Setting:
+        overrides = [o for m in MODALITIES
+                     for o in (pretrained[m] if m in pretrained_ones else random[m])]
+        return Setting(name, preset, tuple(overrides))
+
+    return [setting("all random", ()),
+            *(setting(f"{MODALITY_NAMES[m]} pre-trained", (m,)) for m in MODALITIES),
+            setting("all pre-trained", MODALITIES)]
+
+
+def study_settings(study: str, preset: str, checkpoints: dict[str, str] | None = None
+                   ) -> list[Setting]:
+    if study == "modalities":
+        return modality_settings(preset)
+    if study == "encoders":
+        return encoder_settings(preset)
+    if study == "aggregation":
+        return aggregation_settings(preset)
+    if study == "pretraining":
+        return pretraining_settings(preset, checkpoints or {})
+    raise IsoformerError(f"unknown study {study!r}: choose {', '.join(STUDIES)} or all")
+
+
+def _run_dir(out: Path, study: str, setting: Setting, seed: int) -> Path:
+    return out / "runs" / study / setting.slug / f"seed{seed}"
+
+
+def _finished(run_dir: Path) -> bool:
+    return (run_dir / RUN_RECORD).is_file() and (run_dir / "metrics_test.json").is_file()
+
+
+def run_setting(data: Path, out: Path, study: str, setting: Setting, seed: int,
+                overrides: Sequence[str], progress: bool) -> Path:
+    """Train and evaluate one (setting, seed) unless finished; its run directory."""
+    from isoformer.training.evaluate import evaluate_run
+    from isoformer.training.fit import train
+
+    run_dir = _run_dir(out, study, setting, seed)
+    if _finished(run_dir):
+        log.info("ablate %s: %s seed %d finished before, skipped", study, setting.name, seed)
+        return run_dir
+    log.info("ablate %s: training %s, seed %d", study, setting.name, seed)
+    start = time.perf_counter()
+    run = train(data, setting.preset, run_dir, overrides=[*overrides, *setting.overrides],
+                modalities=setting.modalities, seed=seed, progress=progress)
+    evaluate_run(run, data, split="test", progress=progress)
+    record = {"study": study, "setting": setting.name, "seed": seed, "preset": setting.preset,
+              "overrides": [*overrides, *setting.overrides],
+              "wall_seconds": time.perf_counter() - start}
+    write_json_atomic(record, run_dir / RUN_RECORD)
+    return run_dir
+
+
+def _row(run_dir: Path) -> dict[str, Any]:
+    record = json.loads((run_dir / RUN_RECORD).read_text(encoding="utf-8"))
+    metrics = json.loads((run_dir / "metrics_test.json").read_text(encoding="utf-8"))
+    summary = json.loads((run_dir / "training.json").read_text(encoding="utf-8"))
+    row = {"setting": record["setting"], "seed": record["seed"],
+           **{f"mean_{name}": metrics["mean"][name] for name in METRICS},
+           "isoform_spearman": metrics["isoform_spearman"], "epochs": summary["epochs"],
+           "wall_seconds": round(record["wall_seconds"], 1)}
+    for tissue, values in metrics["per_tissue"].items():
+        row.update({f"{name}:{tissue}": values[name] for name in METRICS})
+    return row
+
+
+def collect_rows(out: Path, study: str, settings: Sequence[Setting]) -> list[dict[str, Any]]:
+    """Rows of every finished run of `study`, in settings order then seed."""
+    rows = []
+    for setting in settings:
+        folder = out / "runs" / study / setting.slug
+        runs = sorted(folder.glob("seed*"), key=lambda d: int(d.name.removeprefix("seed")))
+        rows += [_row(run_dir) for run_dir in runs if _finished(run_dir)]
+    return rows
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
+    defined = [v for v in values if v is not None]
+    if not defined:
+        return None
+    return float(np.mean(defined)), float(np.std(defined, ddof=1)) if len(defined) > 1 else 0.0
+
+
+def _cell(stats: tuple[float, float] | None) -> str:
+    return "n/a" if stats is None else f"{stats[0]:.3f} +- {stats[1]:.3f}"
+
+
+def study_markdown(study: str, rows: list[dict[str, Any]], settings: Sequence[Setting],
+                   preset: str) -> str:
+    paper = PAPER_NUMBERS.get(study, {})
+    lines = [f"## {study} (preset {preset})", "",
+             "| setting | seeds | test R2 | test Spearman | isoform Spearman | epochs | minutes "
+             "| paper R2 | paper Spearman |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for setting in settings:
+        mine = [r for r in rows if r["setting"] == setting.name]
+        if not mine:
+            continue
+        r2, rho = paper.get(setting.name, (None, None))
+        lines.append(
+            f"| {setting.name} | {len(mine)} | {_cell(_mean_std([r['mean_r2'] for r in mine]))} "
+            f"| {_cell(_mean_std([r['mean_spearman'] for r in mine]))} "
+            f"| {_cell(_mean_std([r['isoform_spearman'] for r in mine]))} "
+            f"| {np.mean([r['epochs'] for r in mine]):.1f} "
+            f"| {sum(r['wall_seconds'] for r in mine) / 60:.1f} "
+            f"| {'-' if r2 is None else r2} | {'-' if rho is None else rho} |"
+        )
+    lines += ["", "Mean +- standard deviation over seeds of the mean over tissues (test split); "
+              "minutes: all seeds together. Paper: its GTEx numbers for the matching setting "
+              "(pre-trained paper-size encoders), for shape, not for equality."]
+    return "\n".join(lines) + "\n"
+
+
+def write_study_tables(out: Path, study: str, settings: Sequence[Setting], preset: str
+                       ) -> StudyResult:
+    """(Re)build DIR/<study>.csv, .md and .png (and figure3.png) from the finished runs."""
+    rows = collect_rows(out, study, settings)
+    result = StudyResult(study, rows)
+    if not rows:
+        return result
+    csv = out / f"{study}.csv"
+    from isoformer.files import atomic_output
+
+    with atomic_output(csv) as tmp:
+        pl.DataFrame(rows).write_csv(tmp)
+    markdown = out / f"{study}.md"
+    write_text_atomic(study_markdown(study, rows, settings, preset), markdown)
+    names = [s.name for s in settings if any(r["setting"] == s.name for r in rows)]
+    bars = {metric: [_mean_std([r[f"mean_{metric}"] for r in rows if r["setting"] == name])
+                     for name in names] for metric in ("r2", "spearman")}
+    chart = plot_grouped_bars(names, {"R2": bars["r2"], "Spearman": bars["spearman"]},
+                              out / f"{study}.png", title=f"{study} (test, mean over seeds)")
+    result.files = [csv, markdown, chart]
+    if study == "modalities":
+        figure = _figure3(out, rows)
+        if figure is not None:
+            result.files.append(figure)
+    return result
+
+
+def _figure3(out: Path, rows: list[dict[str, Any]]) -> Path | None:
+    """Per-tissue R2 (mean over seeds) of the full model stacked on the DNA-only model."""
+    by_setting = {name: [r for r in rows if r["setting"] == name]
+                  for name in ("DNA", "DNA + RNA + protein")}
+    if not all(by_setting.values()):
+        return None
+    tissues = [key.split(":", 1)[1] for key in rows[0] if key.startswith("r2:")]
+
+    def mean_r2(name: str, tissue: str) -> float:
+        values = [r[f"r2:{tissue}"] for r in by_setting[name] if r[f"r2:{tissue}"] is not None]
+        return float(np.mean(values)) if values else float("nan")
+
+    return plot_stacked_r2_per_tissue(
+        tissues, [mean_r2("DNA", t) for t in tissues],
+        [mean_r2("DNA + RNA + protein", t) for t in tissues], out / "figure3.png",
+        labels=("DNA only", "DNA + RNA + protein"),
+    )
+
+
+def ablate(data: str | Path, preset: str, study: str, seeds: int | Sequence[int],
+           out: str | Path, overrides: Sequence[str] = (),
+           checkpoints: dict[str, str] | None = None, progress: bool = True) -> list[StudyResult]:
+    """Run `study` (or "all") over `seeds` (a count: 0..n-1, or the seeds) into `out`."""
+    data, out = Path(data), Path(out)
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise IsoformerError("ablate: --seeds must be at least 1")
+    studies = list(STUDIES) if study == "all" else [study]
+    plans = {name: study_settings(name, preset, checkpoints) for name in studies}
+    results = []
+    for name, settings in plans.items():
+        for setting, seed in itertools.product(settings, seed_list):
+            run_setting(data, out, name, setting, seed, overrides, progress)
+        result = write_study_tables(out, name, settings, preset)
+        log.info("ablate %s: %d runs; %s", name, len(result.rows),
+                 ", ".join(str(f) for f in result.files))
+        results.append(result)
+    return results

@@ -1,0 +1,111 @@
+"""`isoformer ablate`: the studies' settings, resuming, and the tables built from finished runs."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from isoformer.analysis import ablation
+from isoformer.analysis.ablation import (
+    RUN_RECORD,
+    Setting,
+    ablate,
+    modality_settings,
+    pretraining_settings,
+    study_markdown,
+)
+from isoformer.errors import IsoformerError
+from tiny_dataset import TINY_OVERRIDES, write_tiny_dataset
+
+
+def test_the_modalities_study_has_all_seven_subsets():
+    settings = modality_settings("tiny")
+    assert [s.name for s in settings] == [
+        "DNA", "RNA", "protein", "DNA + RNA", "DNA + protein", "RNA + protein",
+        "DNA + RNA + protein"]
+    assert settings[4].modalities == ("dna", "protein")
+    assert {s.slug for s in settings} == {"dna", "rna", "protein", "dna---rna", "dna---protein",
+                                          "rna---protein", "dna---rna---protein"}
+
+
+def test_the_encoders_study_swaps_only_the_dna_encoder():
+    from isoformer.model.config import load_preset
+
+    settings = ablation.encoder_settings("tiny")
+    assert [s.name for s in settings] == ["NT-v2", "Enformer", "Borzoi"]
+    configs = [load_preset(s.preset).model for s in settings]
+    assert [c.encoders["dna"].kind for c in configs] == ["nucleotide_transformer", "enformer",
+                                                         "borzoi"]
+    assert len({repr(c.encoders["rna"]) for c in configs}) == 1
+    assert len({repr(c.encoders["protein"]) for c in configs}) == 1
+    assert [s.preset for s in ablation.encoder_settings("paper")] == [
+        "paper-nt", "paper", "paper-borzoi"]
+
+
+def test_the_pretraining_study_refuses_random_against_random():
+    with pytest.raises(IsoformerError, match="no pre-trained dna, rna, protein encoder"):
+        pretraining_settings("tiny", {})
+
+
+def test_the_pretraining_study_uses_given_checkpoints_or_the_presets_own():
+    settings = pretraining_settings("tiny", {"dna": "d", "rna": "r", "protein": "p"})
+    assert [s.name for s in settings] == ["all random", "DNA pre-trained", "RNA pre-trained",
+                                          "protein pre-trained", "all pre-trained"]
+    rna_only = settings[2].overrides
+    assert "model.encoders.rna.checkpoint=r" in rna_only
+    assert "model.encoders.dna.init=random" in rna_only
+    paper = pretraining_settings("paper", {})  # official checkpoints: the preset's own
+    assert "model.encoders.dna.init=random" in paper[0].overrides
+    assert paper[-1].overrides == ()
+
+
+def test_the_table_gives_mean_and_std_over_seeds_and_the_papers_number():
+    rows = [{"setting": "RNA", "seed": s, "mean_r2": r2, "mean_spearman": 0.5,
+             "isoform_spearman": None, "epochs": 4, "wall_seconds": 30.0}
+            for s, r2 in enumerate((0.1, 0.3))]
+    text = study_markdown("modalities", rows, [Setting("RNA", "tiny"), Setting("DNA", "tiny")],
+                          "tiny")
+    line = next(line for line in text.splitlines() if line.startswith("| RNA"))
+    # std with ddof 1 of (0.1, 0.3) is 0.1414; 2 seeds x 30 s = 1 minute; the paper's 0.36 / 0.61
+    assert line == ("| RNA | 2 | 0.200 +- 0.141 | 0.500 +- 0.000 | n/a | 4.0 | 1.0 | 0.36 | "
+                    "0.61 |")
+    assert "| DNA" not in text  # no finished run, no row
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    data = write_tiny_dataset(tmp_path_factory.mktemp("data"))
+    out = tmp_path_factory.mktemp("ablations")
+    ablate(data, "tiny-nt", "modalities", seeds=1, out=out,
+           overrides=[*TINY_OVERRIDES, "training.max_epochs=1"], progress=False)
+    return data, out
+
+
+def test_a_study_writes_one_row_per_run_its_tables_and_figures(finished):
+    _, out = finished
+    table = pl.read_csv(out / "modalities.csv")
+    assert table["setting"].to_list() == [s.name for s in modality_settings("tiny-nt")]
+    assert {"mean_r2", "isoform_spearman", "epochs", "wall_seconds", "r2:Brain"} <= set(
+        table.columns)
+    metrics = json.loads((out / "runs/modalities/dna---rna/seed0/metrics_test.json").read_text())
+    assert table.filter(pl.col("setting") == "DNA + RNA")["mean_r2"][0] == pytest.approx(
+        metrics["mean"]["r2"])
+    for name in ("modalities.md", "modalities.png", "figure3.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_a_rerun_skips_finished_runs_and_retrains_an_unfinished_one(finished, monkeypatch):
+    data, out = finished
+    (out / "runs/modalities/rna/seed0" / RUN_RECORD).unlink()  # as if killed before it ended
+    trained = []
+    from isoformer.training import fit
+
+    original = fit.train
+    monkeypatch.setattr(fit, "train", lambda *a, **k: trained.append(k["modalities"])
+                        or original(*a, **k))
+    ablate(data, "tiny-nt", "modalities", seeds=1, out=out,
+           overrides=[*TINY_OVERRIDES, "training.max_epochs=1"], progress=False)
+    assert trained == [("rna",)]
+    assert len(pl.read_csv(out / "modalities.csv")) == 7
