@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -107,8 +108,10 @@ def official_checkpoint(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     return tmp_path, tensors
 
 
-def reference_forward(w: dict[str, torch.Tensor], config: dict, ids: torch.Tensor) -> list:
-    """NT-v2 written out from its description, unbatched: [embeddings, layer 1, ..., final LN]."""
+def reference_forward(w: dict[str, torch.Tensor], config: dict, ids: torch.Tensor,
+                      attentions: list | None = None) -> list:
+    """NT-v2 written out from its description, unbatched: [embeddings, layer 1, ..., final LN];
+    each layer's attention weights [H, L, L] are appended to `attentions` when given."""
     d, heads, eps = config["hidden_size"], config["num_attention_heads"], config["layer_norm_eps"]
     head_dim = d // heads
 
@@ -134,7 +137,10 @@ def reference_forward(w: dict[str, torch.Tensor], config: dict, ids: torch.Tenso
             for n in ("query", "key", "value")
         )
         q, k = rotate(q * head_dim**-0.5), rotate(k)
-        attention = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v  # [H, L, hd]
+        weights = torch.softmax(q @ k.transpose(-1, -2), dim=-1)  # [H, L, L]
+        if attentions is not None:
+            attentions.append(weights)
+        attention = weights @ v  # [H, L, hd]
         x = x + linear(attention.transpose(0, 1).reshape(-1, d), p + "attention.output.dense")
         gate, value = linear(norm(x, p + "LayerNorm"), p + "intermediate.dense", False).chunk(2, -1)
         x = x + linear(F.silu(gate) * value, p + "output.dense", bias=False)
@@ -338,3 +344,74 @@ def test_attention_runs_through_sdpa_and_equals_the_explicit_form(monkeypatch):
     with torch.no_grad():
         encoder(inputs)
     assert len(calls) == 1 + encoder.num_layers  # every layer of the encoder's forward
+
+
+def test_attention_maps_on_request_match_the_reference_and_keep_sdpa(official_checkpoint):
+    directory, tensors = official_checkpoint
+    encoder = NucleotideTransformerEncoder.from_pretrained(str(directory)).eval()
+    assert encoder.exposes_attention
+    sequences = ["ACGTACGGATTACAGATTACAGGT", "GATTACA"]  # row 1 is padded
+    inputs = encoder.tokenize(sequences)
+    with torch.no_grad():
+        plain = encoder(inputs)
+        output = encoder.forward_with_attentions(inputs)
+    assert plain.attentions is None  # the normal path computes no maps
+    assert encoder.backbone.config._attn_implementation == "sdpa"  # restored after the call
+    torch.testing.assert_close(output.hidden, plain.hidden, atol=1e-5, rtol=1e-5)
+    assert torch.equal(output.mask, plain.mask)
+    assert len(output.attentions) == 2
+    keep = inputs["attention_mask"]
+    for row in range(2):
+        length = int(keep[row].sum())
+        expected: list = []
+        reference_forward(tensors, OFFICIAL_CONFIG, inputs["input_ids"][row, :length], expected)
+        for layer in range(2):
+            assert output.attentions[layer].shape == (2, 2, keep.shape[1], keep.shape[1])
+            weights = output.attentions[layer][row]  # [H, L, L]
+            torch.testing.assert_close(weights[:, :length, :length], expected[layer],
+                                       atol=1e-5, rtol=1e-5)
+            assert torch.all(weights[:, :, length:] == 0)  # no query attends to padding
+
+    # `reduce` sees each layer's maps once, in order; only what it returns is kept.
+    seen = []
+    shallow = NucleotideTransformerEncoder.from_pretrained(str(directory), hidden_layer=1).eval()
+    with torch.no_grad():
+        reduced = shallow.forward_with_attentions(
+            inputs, reduce=lambda index, weights: seen.append(index) or weights.sum(dim=(2, 3)))
+    assert seen == [0] and len(reduced.attentions) == 1  # layers after the returned one never run
+    # Every row (query) of the maps sums to 1, padded queries' rows included.
+    torch.testing.assert_close(reduced.attentions[0], torch.full((2, 2), float(keep.shape[1])))
+
+    def fail(index, weights):
+        raise RuntimeError("reduce failed")
+
+    with pytest.raises(RuntimeError, match="reduce failed"):
+        encoder.forward_with_attentions(inputs, reduce=fail)
+    assert encoder.backbone.config._attn_implementation == "sdpa"
+    assert not any(layer.attention.self._forward_hooks for layer in encoder.backbone.encoder.layer)
+
+
+@pytest.mark.parametrize("crop", ["start", "end", "center"])
+def test_token_spans_follow_tokenize_and_both_of_its_crops(crop):
+    # 12 positions = 10 tokens (<cls> + 9), so N bases and remainders force the token crop too.
+    architecture = {"preset": "tiny", "max_position_embeddings": 12}
+    encoder = NucleotideTransformerEncoder(nt_config(architecture=architecture, crop=crop))
+    assert encoder.max_tokens == 10 and encoder.max_length == 54
+    tokenizer = encoder.tokenizer
+    sequences = ["ACGTACGGATTACAGATTACAGGT", "GATTACA", "", "ACGTNNACGTACGGTTNAC" * 3,
+                 "ACGTAC" * 12 + "GGA"]
+    before = encoder.crops
+    spans = encoder.token_spans(sequences)
+    assert encoder.crops == before  # nothing counted
+    inputs = encoder.tokenize(sequences)
+    for row, (sequence, span) in enumerate(zip(sequences, spans)):
+        ids = inputs["input_ids"][row, : int(inputs["attention_mask"][row].sum())].tolist()
+        assert span.dtype == np.int64 and span.shape == (len(ids), 2)
+        assert span[0].tolist() == [0, 0] and ids[0] == tokenizer.cls_token_id
+        assert [tokenizer.token_to_id[sequence[a:b]] for a, b in span[1:]] == ids[1:]
+        assert (span[1:, 0] < span[1:, 1]).all() and (span[2:, 0] == span[1:-1, 1]).all()
+    # 57 bases -> 54 kept, whose N bases and remainders still make 21 tokens -> 9 kept.
+    assert len(spans[3]) == 10 and len(tokenizer.tokenize(sequences[3][:54])) > 9
+    # 75 bases -> 54 kept (nine 6-mers, no token crop): [0, 54), [21, 75) or [10, 64).
+    first = {"start": 0, "end": 21, "center": 75 // 2 - 54 // 2}[crop]
+    assert spans[4][1:].tolist() == [[first + 6 * i, first + 6 * i + 6] for i in range(9)]

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence, Sized
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
+
+from isoformer.errors import IsoformerError
 
 EncoderKind = Literal["nucleotide_transformer", "esm2", "enformer", "borzoi"]
 CropRule = Literal["center", "start", "end"]
@@ -65,6 +67,10 @@ class EncoderConfig:
 class EncoderOutput:
     hidden: torch.Tensor  # [B, L, D] float
     mask: torch.Tensor  # [B, L] bool, True on tokens that carry sequence
+    # Only when asked (`SequenceEncoder.forward_with_attentions`): one entry per layer run, each
+    # layer's self-attention weights [B, H, L, L] (rows: queries, columns: keys; every token of
+    # `tokenize`'s output, special tokens and padding included), or what `reduce` made of them.
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -143,6 +149,8 @@ class SequenceEncoder(nn.Module, ABC):
     max_length: int  # longest input in sequence units before cropping
     crop_rule: CropRule
     unit: str  # what `max_length` counts ("bases", "residues", "bp"): a class attribute
+    # Whether `forward_with_attentions` can return self-attention maps (transformer encoders).
+    exposes_attention: bool = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -155,6 +163,23 @@ class SequenceEncoder(nn.Module, ABC):
     @abstractmethod
     def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
         """Model inputs from `tokenize` -> hidden states [B, L, D] and mask [B, L]."""
+
+    def forward_with_attentions(
+        self,
+        inputs: dict[str, torch.Tensor],
+        reduce: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    ) -> EncoderOutput:
+        """`forward`, plus each layer's self-attention weights in `EncoderOutput.attentions`.
+
+        For analysis only: the normal path never computes the weights (fused attention kernels
+        do not store them). `reduce(layer_index, weights [B, H, L, L])`, when given, replaces each
+        layer's weights by what it returns as soon as they exist, so a long input need not hold
+        every layer's [L, L] maps at once. Encoders without self-attention maps refuse.
+        """
+        raise IsoformerError(
+            f"{self.config.kind}: this encoder does not expose self-attention maps (transformer "
+            "encoders do: nucleotide_transformer, esm2)"
+        )
 
     def train(self, mode: bool = True) -> SequenceEncoder:
         super().train(mode)

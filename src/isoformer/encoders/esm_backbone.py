@@ -9,14 +9,19 @@ special tokens (`<cls>`, `<eos>`) and padding are False.
 
 Attention: transformers' ESM attention (rotary, the padding mask added to the logits) through its
 `sdpa` implementation, i.e. `torch.nn.functional.scaled_dot_product_attention`, which picks a fused
-kernel where the device has one and never stores the [B, H, L, L] weights. Attention weights are
-not returned (nothing here asks for them); `set_attn_implementation("eager")` on the backbone is
-transformers' explicit path that can.
+kernel where the device has one and never stores the [B, H, L, L] weights. Only
+`forward_with_attentions` (attention analysis) switches the backbone to transformers' `eager`
+implementation, which computes the weights explicitly, for that one call: a forward hook on each
+layer's `attention.self` takes them, and `sdpa` is restored afterwards, even on an error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
+from torch import nn
 from transformers import EsmModel
 from transformers.models.esm.modeling_esm import RotaryEmbedding
 
@@ -60,6 +65,39 @@ class EsmBackboneEncoder(SequenceEncoder):
             tail=[final_norm] if self.output_layer == self.num_layers else [],
             lora_targets=ESM_LORA_TARGETS,
         )
+
+    exposes_attention = True
+
+    def forward_with_attentions(
+        self,
+        inputs: dict[str, torch.Tensor],
+        reduce: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    ) -> EncoderOutput:
+        """`forward` through the eager attention, with each layer's weights [B, H, L, L] (or
+        `reduce(layer_index, weights)`) in `attentions`, one entry per layer run (see the base)."""
+        backbone = self.backbone
+        layers = list(backbone.encoder.layer[: self.output_layer])
+        captured: dict[int, torch.Tensor] = {}
+
+        def capture(index: int) -> Callable[..., None]:
+            def hook(module: nn.Module, args: Any, output: tuple[torch.Tensor, ...]) -> None:
+                weights = output[1]  # eager_attention_forward's softmax, [B, H, L, L]
+                captured[index] = weights if reduce is None else reduce(index, weights)
+            return hook
+
+        previous = backbone.config._attn_implementation
+        handles = [layer.attention.self.register_forward_hook(capture(index))
+                   for index, layer in enumerate(layers)]
+        try:
+            backbone.set_attn_implementation("eager")
+            output = self.forward(inputs)
+        finally:
+            for handle in handles:
+                handle.remove()
+            backbone.set_attn_implementation(previous)
+        # A recomputing (checkpointed) pass calls a hook twice: the entry per layer stays one.
+        output.attentions = tuple(captured[index] for index in range(len(layers)))
+        return output
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
         input_ids = inputs["input_ids"]  # [B, L]

@@ -11,7 +11,8 @@ Length: the official models take 2,048 tokens including `<cls>`, so `max_length`
 2,047 six-mers = 12,282 bases; a longer input is cropped by the configured rule (default "center")
 and crops are counted in `crops` (in bases). N bases and remainders add tokens, so a cropped
 sequence that still needs more than 2,048 tokens is cropped again in tokens by the same rule
-(counted once).
+(counted once). `token_spans` says which bases of the uncropped input each token covers (the
+attention analysis maps tokens to transcript regions with it).
 
 Hidden states and train modes: see `esm_backbone`, shared with ESM-2 (the final LayerNorm is the
 official model's output). The output mask is True on sequence tokens (not `<cls>`, not padding).
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from isoformer.encoders.base import CropRule, EncoderConfig, crop_sequence
@@ -103,6 +105,31 @@ class NucleotideTransformerEncoder(EsmBackboneEncoder):
             token_ids.append(ids)
         input_ids, attention_mask = pad_token_ids(token_ids, self.tokenizer.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def token_spans(self, sequences: Sequence[str]) -> list[np.ndarray]:
+        """Where each token of `tokenize(sequences)` lies in its sequence as given (uncropped).
+
+        Per sequence an int64 array [L_i, 2] of 0-based half-open (start, end) base positions, one
+        row per token in `tokenize`'s order (padding excluded): `<cls>` is the empty span (0, 0),
+        a 6-mer covers 6 bases, a remainder base or an N one. The crops are `tokenize`'s (bases by
+        the crop rule, then tokens by the same rule when N bases or remainders still make too many
+        tokens); nothing is counted in `crops`.
+        """
+        spans = []
+        for index, sequence in enumerate(sequences):
+            # The positions the base crop keeps: the same rule on the positions themselves.
+            kept = crop_sequence(list(range(len(sequence))), self.max_length, self.crop_rule)
+            start = kept[0] if kept else 0
+            tokens = self.tokenizer.tokenize(sequence[start : start + len(kept)],
+                                             record=f"sequence {index}")
+            lengths = np.array([len(token) for token in tokens], dtype=np.int64)
+            ends = start + np.cumsum(lengths)
+            bounds = np.stack([ends - lengths, ends], axis=1)  # [tokens, 2]
+            if len(tokens) + 1 > self.max_tokens:
+                bounds = bounds[crop_sequence(list(range(len(tokens))), self.max_tokens - 1,
+                                              self.crop_rule)]
+            spans.append(np.concatenate([np.zeros((1, 2), dtype=np.int64), bounds]))
+        return spans
 
     @classmethod
     def from_pretrained(cls, checkpoint: str, **config_fields) -> NucleotideTransformerEncoder:
