@@ -19,7 +19,12 @@ from test_gtex import EXPECTED, TISSUES
 
 from isoformer.data.build import build_dataset
 from isoformer.data.schema import METADATA_FILE, TRANSCRIPT_COLUMNS, TRANSCRIPTS_FILE
-from isoformer.data.splits import split_genes
+from isoformer.data.splits import (
+    assign_chromosome_splits,
+    check_chromosomes_present,
+    resolve_chromosome_lists,
+    split_genes,
+)
 from isoformer.errors import InputFormatError, IsoformerError
 
 FILES = Path(__file__).parent / "files"
@@ -182,3 +187,102 @@ def test_gene_split_is_deterministic_sized_and_leak_free():
     assert (values.count("test"), values.count("valid"), values.count("train")) == (200, 100, 700)
     # A dict maps each gene to exactly one split: no gene can sit in two.
     assert set(split) == set(genes)
+
+
+# ---- chromosome split (issue 11: the protocols of GenBio and Otari) ----
+
+
+def test_chromosome_split_assignments_by_hand():
+    chromosomes = ["chr1", "chr8", "chr19", "chr20", "chr21", "chr22", "chrX", "chrM", "chr8"]
+    genes = [f"G{i}" for i in range(8)] + ["G1"]  # G1's two isoforms, both on chr8
+    test, valid = resolve_chromosome_lists(None, None)  # GenBio: 20 valid, 21 + 22 test
+    assert (test, valid) == (["chr21", "chr22"], ["chr20"])
+    assert assign_chromosome_splits(genes, chromosomes, test, valid) == [
+        "train", "train", "train", "valid", "test", "test", "train", "train", "train"]
+    # Otari: chr8 held out, no valid chromosomes -> validation genes drawn from the others.
+    otari = assign_chromosome_splits(genes, chromosomes, ["chr8"], [])
+    assert otari == ["test" if c == "chr8" else "train" for c in chromosomes]
+    drawn = assign_chromosome_splits(genes, chromosomes, ["chr8"], None, val_fraction=0.5, seed=4)
+    expected = split_genes([g for g, c in zip(genes, chromosomes) if c != "chr8"], 0.5, 0.0, 4)
+    assert drawn == ["test" if c == "chr8" else expected[g] for g, c in zip(genes, chromosomes)]
+    # 7 non-test genes (one isoform each), round(0.5 * 7) = 4 of them valid.
+    assert drawn.count("valid") == 4 and drawn.count("train") == 3
+
+    with pytest.raises(IsoformerError, match="1 gene.*different splits.*G1"):
+        assign_chromosome_splits(["G0", "G1", "G1"], ["chr1", "chr8", "chr2"], ["chr8"], [])
+    with pytest.raises(IsoformerError, match="leaves no transcript to train on"):
+        assign_chromosome_splits(["G0", "G1"], ["chr8", "chr20"], ["chr8"], ["chr20"])
+    with pytest.raises(IsoformerError, match="leaves no transcript to train on"):
+        assign_chromosome_splits(["G0", "G1"], ["chr8", "chr1"], ["chr8"], None, val_fraction=0.9)
+    with pytest.raises(IsoformerError, match="--valid-chromosomes chr3: no transcript left"):
+        assign_chromosome_splits(["G0", "G1"], ["chr8", "chr1"], ["chr8"], ["chr3"])
+
+
+def test_chromosome_lists_are_checked():
+    assert resolve_chromosome_lists(["chr8"], None) == (["chr8"], None)
+    with pytest.raises(IsoformerError, match="chr20 is in both --test-chromosomes and --valid"):
+        resolve_chromosome_lists(["chr21", "chr20"], ["chr20"])
+    with pytest.raises(IsoformerError, match="--test-chromosomes lists chr8 more than once"):
+        resolve_chromosome_lists(["chr8", "chr8"], None)
+    with pytest.raises(IsoformerError, match="name the test chromosomes"):
+        resolve_chromosome_lists(None, ["chr20"])
+    check_chromosomes_present(["chr2"], {"chr1", "chr2"}, "--test-chromosomes")
+    with pytest.raises(IsoformerError, match=r"--test-chromosomes: 8 is not in the annotation "
+                       r"\(its chromosomes: chr2, chr8, chrX\); did you mean chr8 instead of 8\?"):
+        check_chromosomes_present(["8"], {"chrX", "chr8", "chr2"}, "--test-chromosomes")
+
+
+def test_build_with_a_chromosome_split(inputs, tmp_path):
+    # Kept transcripts: ENST...01 and 02 (gene ...01, chr1), ENST...03 (gene ...02, chr2); chr3's
+    # transcripts are not in the GCT.
+    out = tmp_path / "by_chromosome"
+    report = build(inputs, out, split="chromosome", test_chromosomes=["chr2"],
+                   valid_chromosomes=[])
+    table = pl.read_parquet(out / TRANSCRIPTS_FILE)
+    assert dict(zip(table["transcript_id"], table["split"])) == {
+        "ENST00000000001.1": "train", "ENST00000000002.1": "train", "ENST00000000003.2": "test"}
+    assert report.split_transcripts == {"train": 2, "valid": 0, "test": 1}
+    split = json.loads((out / METADATA_FILE).read_text())["split"]
+    assert split == {
+        "method": "chromosome", "test_chromosomes": ["chr2"], "valid_chromosomes": [],
+        "valid_by": "chromosome", "transcripts": {"train": 2, "valid": 0, "test": 1},
+        "genes": {"train": 1, "valid": 0, "test": 1},
+        "chromosomes": {"train": ["chr1"], "valid": [], "test": ["chr2"]},
+    }
+    # Without valid chromosomes the validation genes come from the others, by fraction.
+    build(inputs, tmp_path / "hybrid", split="chromosome", test_chromosomes=["chr1"],
+          val_fraction=0.0, seed=5)
+    split = json.loads((tmp_path / "hybrid" / METADATA_FILE).read_text())["split"]
+    assert (split["valid_by"], split["val_fraction"], split["seed"]) == ("gene", 0.0, 5)
+    assert split["chromosomes"] == {"train": ["chr2"], "valid": [], "test": ["chr1"]}
+    # The gene split records its chromosomes too.
+    build(inputs, tmp_path / "by_gene", test_fraction=0.5, val_fraction=0.0, seed=3)
+    split = json.loads((tmp_path / "by_gene" / METADATA_FILE).read_text())["split"]
+    assert split["method"] == "gene" and sorted(sum(split["chromosomes"].values(), [])) == [
+        "chr1", "chr2"]
+
+
+def test_chromosome_split_errors_leave_no_dataset(inputs, tmp_path):
+    out = tmp_path / "dataset"
+    with pytest.raises(IsoformerError, match=r"--test-chromosomes: chr8 is not in annotation.gtf "
+                       r"\(its chromosomes: chr1, chr2, chr3\)"):
+        build(inputs, out, split="chromosome", test_chromosomes=["chr8"])
+    with pytest.raises(IsoformerError, match="chr21, chr22 are not in annotation.gtf"):
+        build(inputs, out, split="chromosome")  # GenBio's default lists
+    with pytest.raises(IsoformerError, match="chr2 is in both"):
+        build(inputs, out, split="chromosome", test_chromosomes=["chr2"],
+              valid_chromosomes=["chr2"])
+    with pytest.raises(IsoformerError, match="leaves no transcript to train on"):
+        build(inputs, out, split="chromosome", test_chromosomes=["chr2"],
+              valid_chromosomes=["chr1"])
+    # chr3 is annotated, but none of its transcripts is in the GCT.
+    with pytest.raises(IsoformerError, match="--valid-chromosomes chr3: no transcript left"):
+        build(inputs, out, split="chromosome", test_chromosomes=["chr2"],
+              valid_chromosomes=["chr3"])
+    with pytest.raises(IsoformerError, match="--test-chromosomes need --split chromosome"):
+        build(inputs, out, test_chromosomes=["chr2"])
+    with pytest.raises(IsoformerError, match="--split 'region': choose one of gene, chromosome"):
+        build(inputs, out, split="region")
+    with pytest.raises(IsoformerError, match="no transcript to train on"):  # gene split too
+        build(inputs, out, val_fraction=0.4, test_fraction=0.4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]

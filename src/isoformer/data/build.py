@@ -31,7 +31,14 @@ from isoformer.data.gencode import UnusableCdsError, read_gtf, transcript_sequen
 from isoformer.data.genome import Genome
 from isoformer.data.gtex import read_sample_tissues, read_tissue_expression
 from isoformer.data.schema import METADATA_FILE, TRANSCRIPT_COLUMNS, TRANSCRIPTS_FILE
-from isoformer.data.splits import assign_splits
+from isoformer.data.splits import (
+    SPLIT_METHODS,
+    assign_chromosome_splits,
+    assign_splits,
+    check_chromosomes_present,
+    chromosomes_by_split,
+    resolve_chromosome_lists,
+)
 from isoformer.errors import InputFormatError, IsoformerError
 
 log = logging.getLogger(__name__)
@@ -65,10 +72,20 @@ def build_dataset(
     seed: int = 0,
     protein_coding_only: bool = False,
     progress: bool = True,
+    split: str = "gene",
+    test_chromosomes: Sequence[str] | None = None,
+    valid_chromosomes: Sequence[str] | None = None,
 ) -> BuildReport:
-    """Build `out/transcripts.parquet` + `out/metadata.json`; refuses a non-empty `out`."""
+    """Build `out/transcripts.parquet` + `out/metadata.json`; refuses a non-empty `out`.
+
+    `split`: "gene" (val_fraction / test_fraction of the genes, by `seed`) or "chromosome" (whole
+    chromosomes held out, see `isoformer.data.splits`: `test_chromosomes`, `valid_chromosomes`,
+    GenBio's chr20 / chr21 + chr22 when neither is named; without valid chromosomes, val_fraction
+    of the other chromosomes' genes).
+    """
     fasta, gtf, tpm, samples, out = (Path(p) for p in (fasta, gtf, tpm, samples, out))
     tissues = check_tissues(tissues)
+    chromosome_lists = check_split_options(split, test_chromosomes, valid_chromosomes)
     if dna_length < 1:
         raise IsoformerError(f"--dna-length must be positive, got {dna_length}")
     check_output_dir(out)
@@ -78,6 +95,10 @@ def build_dataset(
 
     sample_tissues = read_sample_tissues(samples)
     annotation = read_gtf(gtf, progress=progress)
+    if chromosome_lists is not None:  # before the GCT, the long read
+        gtf_chromosomes = {tx.chrom for tx in annotation.transcripts.values()}
+        for option, names in zip(("--test-chromosomes", "--valid-chromosomes"), chromosome_lists):
+            check_chromosomes_present(names or [], gtf_chromosomes, option, f"{gtf.name}")
     expression = read_tissue_expression(
         tpm, sample_tissues, tissues, progress=progress, samples_path=samples
     )
@@ -132,7 +153,16 @@ def build_dataset(
     if not target_rows:
         raise IsoformerError(f"no transcript left to write (dropped: {_format_counts(dropped)})")
 
-    splits = assign_splits(rows["gene_id"], val_fraction, test_fraction, seed)
+    if chromosome_lists is None:
+        splits = assign_splits(rows["gene_id"], val_fraction, test_fraction, seed)
+    else:
+        splits = assign_chromosome_splits(rows["gene_id"], rows["chrom"], *chromosome_lists,
+                                          val_fraction=val_fraction, seed=seed)
+    if "train" not in splits:
+        raise IsoformerError(
+            f"the split leaves no transcript to train on ({len(splits)} transcripts of "
+            f"{len(set(rows['gene_id']))} genes); lower --val-fraction / --test-fraction"
+        )
     table = make_table(rows, splits, tissues, expression.values[target_rows])
     report = BuildReport(
         out=out,
@@ -153,12 +183,10 @@ def build_dataset(
         },
         "protein_coding_only": protein_coding_only,
         "split": {
-            "method": "gene",
-            "seed": seed,
-            "val_fraction": val_fraction,
-            "test_fraction": test_fraction,
+            **split_metadata(split, chromosome_lists, val_fraction, test_fraction, seed),
             "transcripts": report.split_transcripts,
             "genes": report.split_genes,
+            "chromosomes": chromosomes_by_split(rows["chrom"], splits),
         },
         "samples_per_tissue": expression.samples_per_tissue,
         "counts": {
@@ -173,11 +201,12 @@ def build_dataset(
     }
     write_dataset(table, metadata, out)
     log.info(
-        "%s: %d transcripts kept (train/valid/test %s), dropped: %s; %d non-ACGTN bases read N; "
-        "%d samples of other tissues ignored%s",
+        "%s: %d transcripts kept (train/valid/test %s, split by %s), dropped: %s; %d non-ACGTN "
+        "bases read N; %d samples of other tissues ignored%s",
         out,
         report.kept,
         "/".join(str(report.split_transcripts[s]) for s in SPLITS),
+        split,
         _format_counts(dropped),
         non_acgtn,
         sum(report.ignored_samples.values()),
@@ -186,6 +215,41 @@ def build_dataset(
         else "",
     )
     return report
+
+
+def check_split_options(
+    split: str, test_chromosomes: Sequence[str] | None, valid_chromosomes: Sequence[str] | None
+) -> tuple[list[str], list[str] | None] | None:
+    """The chromosome lists of a chromosome split (see `resolve_chromosome_lists`); None for the
+    gene split, which takes no chromosome list."""
+    if split not in SPLIT_METHODS:
+        raise IsoformerError(f"--split {split!r}: choose one of {', '.join(SPLIT_METHODS)}")
+    if split == "gene":
+        named = [option for option, names in (("--test-chromosomes", test_chromosomes),
+                                              ("--valid-chromosomes", valid_chromosomes))
+                 if names is not None]
+        if named:
+            raise IsoformerError(f"{' and '.join(named)} need --split chromosome")
+        return None
+    return resolve_chromosome_lists(test_chromosomes, valid_chromosomes)
+
+
+def split_metadata(
+    split: str, chromosome_lists: tuple[list[str], list[str] | None] | None,
+    val_fraction: float, test_fraction: float, seed: int,
+) -> dict[str, Any]:
+    """metadata.json's record of how the split was made (counts are added by the caller)."""
+    if chromosome_lists is None:
+        return {"method": "gene", "seed": seed, "val_fraction": val_fraction,
+                "test_fraction": test_fraction}
+    test, valid = chromosome_lists
+    record: dict[str, Any] = {"method": "chromosome", "test_chromosomes": test,
+                              "valid_chromosomes": valid}
+    if valid is None:  # validation genes drawn from the other chromosomes
+        record.update(valid_by="gene", val_fraction=val_fraction, seed=seed)
+    else:
+        record["valid_by"] = "chromosome"
+    return record
 
 
 def check_tissues(tissues: Sequence[str] | None) -> list[str]:
