@@ -54,6 +54,7 @@ from isoformer.data.dataset import read_transcripts
 from isoformer.encoders.base import SequenceEncoder
 from isoformer.errors import IsoformerError
 from isoformer.files import atomic_output, write_json_atomic
+from isoformer.model.prediction import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +177,14 @@ def _open_run(run_dir: str | Path) -> Any:
     return run
 
 
-def run_rna_encoder(run_dir: str | Path, device: str = "cpu") -> SequenceEncoder:
+def run_rna_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> SequenceEncoder:
     """The RNA encoder of a trained run (its best model)."""
     model = _open_run(run_dir).load_model(device=device)
     return _checked(model.encoders["rna"], str(run_dir))
 
 
-def initial_rna_encoder(run_dir: str | Path, device: str = "cpu") -> SequenceEncoder:
+def initial_rna_encoder(run_dir: str | Path, device: str | torch.device = "cpu"
+                        ) -> SequenceEncoder:
     """The run's RNA encoder as training started it: rebuilt from the run's config, from its
     checkpoint (`init: pretrained`) or, for random weights, as `fit.seeded_model` draws them with
     the run's seed (the whole model is rebuilt so the draws come in the training order)."""
@@ -196,7 +198,7 @@ def initial_rna_encoder(run_dir: str | Path, device: str = "cpu") -> SequenceEnc
         encoder = build_encoder(resolve_model_config(model_config).encoders["rna"])
     else:
         encoder = seeded_model(run.config).encoders["rna"]
-    return _checked(encoder, f"{run_dir} (initial weights)").to(device)
+    return _checked(encoder, f"{run_dir} (initial weights)").to(resolve_device(device))
 
 
 @dataclass
@@ -293,7 +295,7 @@ def attention_analysis(
     split: str = "test",
     baseline: str | Path | None = None,
     batch_size: int = 8,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     max_transcripts: int | None = None,
     alpha: float = 0.05,
     seed: int = 0,
@@ -302,13 +304,17 @@ def attention_analysis(
     and write the table, the heat maps and the summary into `out` (see the module docstring).
 
     `baseline`: "pretrained" (default: the run's encoder before fine-tuning) or another run's
-    directory. `max_transcripts`: a random subset (by `seed`) of the usable transcripts.
+    directory. `max_transcripts`: a random subset (by `seed`) of the usable transcripts. `device`:
+    auto, cpu, cuda or cuda:N. `alpha`: the false discovery rate of the significant cells.
     """
     run, data_dir, out = Path(run), Path(data_dir), Path(out)
     if batch_size < 1:
         raise IsoformerError(f"--batch-size must be positive, got {batch_size}")
     if not 0 < alpha < 1:
         raise IsoformerError(f"alpha must be in (0, 1), got {alpha}")
+    if max_transcripts is not None and max_transcripts < 2:
+        raise IsoformerError(f"--max-transcripts must be at least 2, got {max_transcripts}")
+    device = resolve_device(device)
     baseline_name = PRETRAINED if baseline in (None, PRETRAINED) else str(baseline)
     table = read_transcripts(data_dir, split)
     if not table.height:
