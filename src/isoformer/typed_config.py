@@ -3,6 +3,10 @@
 Shared by the run configs (`isoformer.model.config`) and the simulation's rule family
 (`isoformer.data.rule_family`): every value is converted by its field's type (`Literal` choices,
 optionals, lists, tuples, nested dataclasses), and a wrong name or value is an error naming where.
+
+A union of dataclasses that each have a one-value `kind: Literal[...]` field is a tagged union: a
+mapping becomes the dataclass its `kind` names (the union's first when it names none), e.g. the
+aggregation configs `CrossAttentionConfig | PerceiverConfig | ...`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import yaml
 
 from isoformer.errors import IsoformerError
 
+TAG = "kind"  # the field a tagged union's dataclasses are told apart by
 _NONE_WORDS = {"none", "null", "~", ""}
 _BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
@@ -39,6 +44,9 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         is_none_word = isinstance(value, str) and value.lower() in _NONE_WORDS
         if optional and (value is None or is_none_word):
             return None
+        arms = tagged_arms(hint)
+        if arms is not None:
+            return from_tagged(arms, value, where)
         errors = []
         for arm in (a for a in args if a is not type(None)):
             try:
@@ -85,6 +93,44 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, str):
             return value
     raise IsoformerError(f"{where}: expected {_type_name(hint)}, got {value!r}")
+
+
+def tagged_arms(hint: Any) -> dict[str, type] | None:
+    """kind -> dataclass, in the union's order, when `hint` is a tagged union (a union, None
+    allowed, of dataclasses each with a `kind: Literal["one value"]` field); otherwise None."""
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return None
+    arms: dict[str, type] = {}
+    for arm in typing.get_args(hint):
+        if arm is type(None):
+            continue
+        if not dataclasses.is_dataclass(arm):
+            return None
+        tag = field_hints(arm).get(TAG)
+        if typing.get_origin(tag) is not Literal or len(typing.get_args(tag)) != 1:
+            return None
+        arms[typing.get_args(tag)[0]] = arm
+    return arms or None
+
+
+def from_tagged(arms: dict[str, type], value: Any, where: str) -> Any:
+    """The dataclass of `arms` that the mapping's `kind` names (the first arm without one)."""
+    if isinstance(value, tuple(arms.values())):
+        value = to_plain(value)
+    if not isinstance(value, dict):
+        raise IsoformerError(f"{where or 'config'}: expected a mapping, got {value!r}")
+    kind = value.get(TAG, next(iter(arms)))
+    prefix = f"{where}." if where else ""
+    if kind not in arms:
+        raise IsoformerError(f"{prefix}{TAG}: {kind!r} is not one of {', '.join(arms)}")
+    hints = field_hints(arms[kind])
+    unknown = [key for key in value if key not in hints]
+    if unknown:
+        raise IsoformerError(
+            f"{where or 'config'}: kind {kind} has no field {unknown[0]!r} (valid: "
+            f"{', '.join(hints)})"
+        )
+    return from_plain(arms[kind], value, where)
 
 
 def field_hints(cls: type) -> dict[str, Any]:

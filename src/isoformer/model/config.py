@@ -11,6 +11,7 @@ typo in a name or a value fails early with the valid choices at that level.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,31 +24,163 @@ from isoformer.constants import MODALITIES, TISSUES
 from isoformer.encoders.base import EncoderConfig
 from isoformer.errors import IsoformerError
 from isoformer.files import write_text_atomic
-from isoformer.typed_config import coerce, field_hints, from_plain, to_plain
+from isoformer.typed_config import coerce, field_hints, from_plain, tagged_arms, to_plain
+
+logger = logging.getLogger(__name__)
 
 PRESET_PACKAGE = "isoformer.configs"
 ConfigT = TypeVar("ConfigT")
 
 
-@dataclass
-class AggregationConfig:
-    """How the modalities' token embeddings are fused (see `isoformer.model.aggregation`)."""
+# ---- aggregation: one typed config per kind, told apart by `kind` (a tagged union) ----
+#
+# A YAML block or saved config.json names its kind and gives only that kind's fields; a missing
+# kind is cross_attention. Overriding `model.aggregation.kind` to another kind resets the block to
+# that kind's defaults (before the other overrides, whatever their order); see `apply_overrides`.
 
-    # cross_attention: query tokens attend to every other modality (the paper's IsoFormer);
-    # linear: no fusion, each modality is pooled and the head sees their concatenation (baseline).
-    kind: Literal["cross_attention", "linear"] = "cross_attention"
+QueryModalities = Literal["all", "dna"]
+
+
+def _check_aggregation(config: Any, positive: tuple[str, ...] = (),
+                       non_negative: tuple[str, ...] = ()) -> None:
+    """Range checks shared by the aggregation configs: the named fields, `dim` (none or at least
+    1) and `dropout` (in [0, 1)) where the kind has them."""
+    problems = [f"{name} must be at least 1" for name in positive if getattr(config, name) < 1]
+    problems += [f"{name} must be at least 0" for name in non_negative
+                 if getattr(config, name) < 0]
+    dim = getattr(config, "dim", None)
+    if dim is not None and dim < 1:
+        problems.append("dim must be at least 1 (or none)")
+    dropout = getattr(config, "dropout", 0.0)
+    if not 0.0 <= dropout < 1.0:
+        problems.append(f"dropout {dropout} is outside [0, 1)")
+    if problems:
+        raise IsoformerError(f"aggregation (kind {config.kind}): {'; '.join(problems)}")
+
+
+@dataclass
+class CrossAttentionConfig:
+    """The paper's IsoFormer fusion: each query modality's tokens attend to every other modality
+    (`isoformer.model.aggregation.cross_attention`); widths stay the encoders'."""
+
+    kind: Literal["cross_attention"] = "cross_attention"
     num_heads: int = 8
     num_layers: int = 1
     dropout: float = 0.0
     # all: every enabled modality is a query (the paper's framework); dna: only DNA queries,
     # attending to RNA then protein (the released checkpoint's layout).
-    query_modalities: Literal["all", "dna"] = "all"
+    query_modalities: QueryModalities = "all"
 
     def __post_init__(self) -> None:
-        if self.num_heads < 1 or self.num_layers < 1:
-            raise IsoformerError("aggregation: num_heads and num_layers must be at least 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise IsoformerError(f"aggregation: dropout {self.dropout} is outside [0, 1)")
+        _check_aggregation(self, ("num_heads", "num_layers"))
+
+
+@dataclass
+class LinearProjectionConfig:
+    """Linear projection baseline: each modality mean-pooled over its valid tokens, projected to
+    `dim`, the projections concatenated for the head (`aggregation.linear`)."""
+
+    kind: Literal["linear"] = "linear"
+    dim: int | None = None  # width of each projection; none: widest encoder's, <= 512
+
+    def __post_init__(self) -> None:
+        _check_aggregation(self)
+
+
+@dataclass
+class ConcatConfig:
+    """No fusion: every modality's tokens pass unchanged; the head mean-pools each and reads their
+    concatenation (`aggregation.linear`). Called `linear` before the projection kind existed."""
+
+    kind: Literal["concat"] = "concat"
+
+
+@dataclass
+class PerceiverConfig:
+    """Perceiver Resampler (Flamingo): per modality, `num_latents` learned latents cross-attend to
+    its tokens; then self-attention over all modalities' latents (`aggregation.perceiver`)."""
+
+    kind: Literal["perceiver"] = "perceiver"
+    num_latents: int = 32  # tokens per modality after resampling
+    num_layers: int = 2  # resampler layers (latent cross-attention + feed-forward)
+    num_heads: int = 8  # resampler and fusion attention
+    dim: int | None = None  # latent width; none: the widest encoder's, at most 512
+    ff_mult: int = 4  # feed-forward hidden width = ff_mult x dim
+    fusion_layers: int = 1  # self-attention layers over the concatenated latents (0: none)
+    dropout: float = 0.0
+    query_modalities: QueryModalities = "all"  # whose latents the head reads
+
+    def __post_init__(self) -> None:
+        _check_aggregation(self, ("num_latents", "num_layers", "num_heads", "ff_mult"),
+                           ("fusion_layers",))
+
+
+@dataclass
+class CAbstractorConfig:
+    """C-Abstractor (Honeybee): per modality, residual convolution blocks over its tokens,
+    adaptive average pooling of the valid tokens to `num_tokens`, more blocks, an MLP projection;
+    then self-attention over all modalities' tokens (`aggregation.c_abstractor`)."""
+
+    kind: Literal["c_abstractor"] = "c_abstractor"
+    num_tokens: int = 32  # tokens per modality after pooling
+    depth: int = 3  # residual conv blocks before and (as many) after the pooling
+    kernel_size: int = 3  # odd
+    dim: int | None = None  # token width; none: the widest encoder's, at most 512
+    num_heads: int = 8  # fusion attention
+    ff_mult: int = 4  # fusion feed-forward hidden width = ff_mult x dim
+    fusion_layers: int = 1  # self-attention layers over the concatenated tokens (0: none)
+    dropout: float = 0.0
+    query_modalities: QueryModalities = "all"  # whose tokens the head reads
+
+    def __post_init__(self) -> None:
+        _check_aggregation(self, ("num_tokens", "kernel_size", "num_heads", "ff_mult"),
+                           ("depth", "fusion_layers"))
+        if self.kernel_size % 2 == 0:
+            raise IsoformerError(
+                f"aggregation (kind c_abstractor): kernel_size {self.kernel_size} must be odd"
+            )
+
+
+# The union's order is the order errors list the kinds in; its first kind is the default.
+AggregationConfig = (
+    CrossAttentionConfig | LinearProjectionConfig | ConcatConfig | PerceiverConfig
+    | CAbstractorConfig
+)
+AGGREGATION_CONFIGS: dict[str, type] = tagged_arms(AggregationConfig)  # kind -> config class
+# A kind's `dim` left unset: the widest encoder's width, capped here (the paper's Enformer 3,072
+# would make the perceiver's and c_abstractor's per-modality blocks hundreds of millions wide).
+DEFAULT_MAX_DIM = 512
+# Kinds whose fused tokens are the encoders' own positions (head.dna_pool_window applies).
+TOKEN_PRESERVING_KINDS = ("cross_attention", "concat")
+
+
+def aggregation_kinds() -> list[str]:
+    """Every aggregation kind, in the order errors list them (cross_attention first)."""
+    return list(AGGREGATION_CONFIGS)
+
+
+def aggregation_config(kind: str = "cross_attention", **fields: Any) -> AggregationConfig:
+    """The config of aggregation `kind` with `fields` set (the others at their defaults)."""
+    if kind not in AGGREGATION_CONFIGS:
+        raise IsoformerError(
+            f"aggregation: kind {kind!r} is not one of {', '.join(AGGREGATION_CONFIGS)}"
+        )
+    return AGGREGATION_CONFIGS[kind](**fields)
+
+
+def _upgrade_legacy_aggregation(data: Any, where: str) -> Any:
+    """A config saved before the aggregation kinds were split (its block lists num_heads,
+    num_layers, dropout and query_modalities whatever the kind), with `kind: linear` meaning what
+    is now `concat`: mapped to `{kind: concat}` (the same model, weights included: neither kind
+    has parameters), with a warning. Returns `data` itself when there is nothing to upgrade."""
+    block = data.get("aggregation") if isinstance(data, dict) else None
+    legacy = {"num_heads", "num_layers", "query_modalities"}
+    if not (isinstance(block, dict) and block.get("kind") == "linear" and legacy & set(block)):
+        return data
+    logger.warning("%s.aggregation: kind linear with %s is the former concatenation baseline, "
+                   "read as kind concat (kind linear is now a linear projection)", where,
+                   "/".join(sorted(legacy & set(block))))
+    return {**data, "aggregation": {"kind": "concat"}}
 
 
 @dataclass
@@ -81,7 +214,7 @@ class ModelConfig:
 
     modalities: list[str]
     encoders: dict[str, EncoderConfig]  # one per enabled modality (extra ones are ignored)
-    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    aggregation: AggregationConfig = field(default_factory=CrossAttentionConfig)  # a kind's config
     head: HeadConfig = field(default_factory=HeadConfig)
     tissues: list[str] = field(default_factory=lambda: list(TISSUES))
     # DNA window (bp) the data pipeline extracts around the TSS; None = take it from the dataset.
@@ -108,9 +241,19 @@ class ModelConfig:
                 f"model.encoders has no encoder for {', '.join(missing)} (has: "
                 f"{', '.join(self.encoders) or 'none'})"
             )
-        if self.aggregation.query_modalities == "dna" and "dna" not in self.modalities:
+        if not isinstance(self.aggregation, tuple(AGGREGATION_CONFIGS.values())):
+            raise IsoformerError(f"model.aggregation: {self.aggregation!r} is not a kind's config")
+        query = getattr(self.aggregation, "query_modalities", "all")
+        if query == "dna" and "dna" not in self.modalities:
             raise IsoformerError(
                 "model.aggregation.query_modalities=dna needs dna among model.modalities"
+            )
+        if (self.head.dna_pool_window is not None
+                and self.aggregation.kind not in TOKEN_PRESERVING_KINDS):
+            raise IsoformerError(
+                f"model.head.dna_pool_window picks DNA token positions, which aggregation kind "
+                f"{self.aggregation.kind} does not keep (only "
+                f"{' and '.join(TOKEN_PRESERVING_KINDS)} do); set it to none"
             )
         if not self.tissues or len(set(self.tissues)) != len(self.tissues):
             raise IsoformerError("model.tissues must be a non-empty list of distinct names")
@@ -215,13 +358,16 @@ def config_to_dict(config: RunConfig | ModelConfig) -> dict[str, Any]:
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
-    """Inverse of `config_to_dict` for a `RunConfig` (types checked, unknown keys rejected)."""
+    """Inverse of `config_to_dict` for a `RunConfig` (types checked, unknown keys rejected); a
+    legacy `kind: linear` aggregation reads as concat (`_upgrade_legacy_aggregation`)."""
+    if isinstance(data, dict) and "model" in data:
+        data = {**data, "model": _upgrade_legacy_aggregation(data["model"], "model")}
     return from_plain(RunConfig, data, "")
 
 
 def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    """Inverse of `config_to_dict` for a `ModelConfig`."""
-    return from_plain(ModelConfig, data, "model")
+    """Inverse of `config_to_dict` for a `ModelConfig` (legacy aggregation upgraded, as above)."""
+    return from_plain(ModelConfig, _upgrade_legacy_aggregation(data, "model"), "model")
 
 
 def preset_names() -> list[str]:
@@ -279,15 +425,39 @@ def apply_overrides(config: ConfigT, overrides: list[str]) -> ConfigT:
 
     Values are converted by the field's type (lists comma-separated, `none` for an empty optional);
     an unknown name is an error listing the valid names at that level.
+
+    A section holding one of several kinds (a tagged union: `model.aggregation`) takes the fields
+    of its current kind. Setting its `kind` to another kind replaces the section with that kind's
+    defaults; `kind` overrides are applied first, so `model.aggregation.num_latents=16
+    model.aggregation.kind=perceiver` is a perceiver with 16 latents in either order.
     """
     data = to_plain(config)
-    for path, text in _split_overrides(overrides):
+    pairs = _split_overrides(overrides)
+    pairs.sort(key=lambda pair: pair[0].rsplit(".", 1)[-1] != "kind")  # stable: kinds first
+    for path, text in pairs:
         parts = path.split(".")
         node, hint = data, type(config)
         for depth, part in enumerate(parts):
             where = ".".join(parts[: depth + 1])
             last = depth == len(parts) - 1
-            if dataclasses.is_dataclass(hint):
+            arms = tagged_arms(hint)
+            if arms is not None:
+                level = ".".join(parts[:depth])
+                if part == "kind" and last:
+                    kind = coerce(text, Literal[tuple(arms)], where)
+                    if node.get("kind", next(iter(arms))) != kind:
+                        node.clear()  # another kind: its defaults, none of the old fields
+                    node["kind"] = kind
+                    break
+                kind = node.get("kind", next(iter(arms)))
+                hints = field_hints(arms[kind])
+                if part not in hints:
+                    raise IsoformerError(
+                        f"override {path!r}: {level} (kind {kind}) has no field {part!r} "
+                        f"(valid: {', '.join(hints)}; set {level}.kind to change the kind)"
+                    )
+                hint = hints[part]
+            elif dataclasses.is_dataclass(hint):
                 hints = field_hints(hint)
                 if part not in hints:
                     level = ".".join(parts[:depth]) or "config"

@@ -18,7 +18,7 @@ from torch import nn
 from isoformer.encoders.base import EncoderOutput
 from isoformer.errors import IsoformerError
 from isoformer.model.aggregation.base import AggregationOutput, Aggregator, rows_with_tokens
-from isoformer.model.config import AggregationConfig
+from isoformer.model.config import CrossAttentionConfig
 
 
 class CrossAttentionBlock(nn.Module):
@@ -51,7 +51,7 @@ class CrossAttentionBlock(nn.Module):
 
 
 class CrossAttentionAggregator(Aggregator):
-    def __init__(self, config: AggregationConfig, input_dims: dict[str, int]):
+    def __init__(self, config: CrossAttentionConfig, input_dims: dict[str, int]):
         super().__init__(config, input_dims)
         self.layers = nn.ModuleList(
             nn.ModuleDict({

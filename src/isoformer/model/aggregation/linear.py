@@ -1,23 +1,37 @@
-"""The paper's plain baseline: no fusion; each modality is pooled alone and the head's linear layer
-sees their concatenation (a linear projection of the concatenated modality embeddings)."""
+"""The paper's baselines without cross-modal attention.
+
+concat: no fusion. Every modality's tokens pass unchanged (rows without the modality masked); the
+head mean-pools each modality and its linear layer reads their concatenation. This kind was
+called `linear` before the projection kind below existed: a saved config with the old layout
+(`kind: linear` beside num_heads / num_layers / query_modalities) reads as concat, see
+`isoformer.model.config._upgrade_legacy_aggregation`.
+
+linear (linear projection): each modality mean-pooled over its valid tokens, projected by its own
+Linear to the common width D (`dim`; unset: the widest encoder's, at most 512), the projections
+combined by concatenation: each is one token [B, 1, D] of its modality's output, and the head
+concatenates them in the order dna, rna, protein. A row without the modality: zero and masked
+(the head pools it to zeros, as concat does), whatever its tokens held.
+"""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from isoformer.encoders.base import EncoderOutput
-from isoformer.errors import IsoformerError
-from isoformer.model.aggregation.base import AggregationOutput, Aggregator, rows_with_tokens
-from isoformer.model.config import AggregationConfig
+from isoformer.model.aggregation.base import (
+    AggregationOutput,
+    Aggregator,
+    rows_with_tokens,
+    valid_tokens,
+)
+from isoformer.model.config import ConcatConfig, LinearProjectionConfig
+from isoformer.model.head import masked_mean
 
 
 class ConcatenationAggregator(Aggregator):
-    def __init__(self, config: AggregationConfig, input_dims: dict[str, int]):
+    def __init__(self, config: ConcatConfig, input_dims: dict[str, int]):
         super().__init__(config, input_dims)
-        if self.query_modalities != self.modalities:
-            raise IsoformerError(
-                "aggregation: kind=linear concatenates every modality; use query_modalities=all"
-            )
 
     def forward(self, embeddings: dict[str, EncoderOutput], present: dict[str, torch.Tensor],
                 output_attentions: bool = False) -> AggregationOutput:
@@ -28,4 +42,27 @@ class ConcatenationAggregator(Aggregator):
             )
             for m in self.modalities
         }
+        return AggregationOutput(fused=fused, attentions={} if output_attentions else None)
+
+
+class LinearProjectionAggregator(Aggregator):
+    def __init__(self, config: LinearProjectionConfig, input_dims: dict[str, int]):
+        super().__init__(config, input_dims)
+        self.dim = self.common_dim()
+        self.projections = nn.ModuleDict(
+            {m: nn.Linear(self.input_dims[m], self.dim) for m in self.modalities}
+        )
+
+    @property
+    def output_dims(self) -> dict[str, int]:
+        return {m: self.dim for m in self.modalities}
+
+    def forward(self, embeddings: dict[str, EncoderOutput], present: dict[str, torch.Tensor],
+                output_attentions: bool = False) -> AggregationOutput:
+        fused = {}
+        for m in self.modalities:
+            tokens = valid_tokens(embeddings[m], present[m])
+            keep = tokens.mask.any(dim=-1)[:, None]  # [B, 1]
+            projected = self.projections[m](masked_mean(tokens.hidden, tokens.mask))  # [B, D]
+            fused[m] = EncoderOutput(hidden=torch.where(keep, projected, 0.0)[:, None], mask=keep)
         return AggregationOutput(fused=fused, attentions={} if output_attentions else None)
