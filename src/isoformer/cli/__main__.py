@@ -1,0 +1,7 @@
+"""`python -m isoformer.cli ...`: the `isoformer` command."""
+
+import sys
+
+from isoformer.cli import main
+
+sys.exit(main())
