@@ -197,7 +197,7 @@ class Predictor:
 
     With several replicas each runs in its own thread and takes the next batch when it has
     finished its last (torch releases the GIL in its kernels, so the devices work at once). The
-    batches are those of one device, so are the predictions. A k-mer baseline (`KmerBaseline`)
+    batches are those of one device, and so are the predictions. A k-mer baseline (`KmerBaseline`)
     has no batches, device or precision: it reads every record and predicts in float64 on the
     CPU. Crops are counted from the predictor's creation (`crops`).
     """

@@ -258,7 +258,7 @@ def _predict_buffer(
             problem = validate_record(entry.record, run.modalities, run.dna_length)
             entry.error = None if problem is None else f"{entry.where}: {problem}"
     valid = [entry for entry in entries if entry.error is None]
-    # The Predictor sorts the buffer's records by length into batches and puts them back in
+    # The predictor sorts the buffer's records by length into batches; rows come back in input
     # order.
     predictions = predictor.predict([_model_input(e.record) for e in valid], batch_size,
                                     advance=advance)
