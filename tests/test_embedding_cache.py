@@ -11,6 +11,7 @@ import torch
 
 from isoformer.cli import main
 from isoformer.data.dataset import TranscriptDataset
+from isoformer.data.export import export_jsonl
 from isoformer.data.schema import TRANSCRIPTS_FILE
 from isoformer.encoders.base import EncoderOutput
 from isoformer.encoders.embedding_cache import (
@@ -21,9 +22,10 @@ from isoformer.encoders.embedding_cache import (
 )
 from isoformer.errors import IsoformerError
 from isoformer.model.isoformer import pool_tokens
-from isoformer.training.embed import embed
+from isoformer.training.embed import attach_cached_states, embed
 from isoformer.training.evaluate import evaluate_run
 from isoformer.training.fit import resolve_config, seeded_model, train
+from isoformer.training.predict import predict_file
 from tiny_dataset import TINY_OVERRIDES, write_tiny_dataset
 
 # Every encoder frozen and nothing random in training, so cached and encoded runs can agree.
@@ -121,6 +123,23 @@ def test_cached_and_encoded_training_reach_the_same_validation_loss(data, cache,
     with_cache = evaluate_run(cached, data, split="test", cache=cache, progress=False)
     without = evaluate_run(cached, data, split="test", progress=False)
     assert with_cache["mean"]["r2"] == pytest.approx(without["mean"]["r2"], abs=1e-3)
+
+    # predict: records the cache holds read it, the one it lacks runs the encoders
+    records = tmp_path / "records.jsonl"
+    export_jsonl(data, records, split="test", dna_length=cached.dna_length)
+    lines = records.read_text().splitlines()
+    novel = json.loads(lines[0])
+    novel["rna_sequence"] = novel["rna_sequence"][:-1]  # not in the cache
+    records.write_text("\n".join([json.dumps(novel), *lines[1:]]) + "\n")
+    inputs = [json.loads(line) for line in records.read_text().splitlines()]
+    assert attach_cached_states(inputs, EmbeddingCache.open(cache)) == len(inputs) - 1
+    predicted = {}
+    for name, option in (("cached", cache), ("encoded", None)):
+        predict_file(cached, records, tmp_path / f"{name}.jsonl", devices="cpu", cache=option,
+                     progress=False)
+        predicted[name] = [json.loads(line)["predicted_expression"]
+                           for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(predicted["cached"], predicted["encoded"], atol=1e-3)
 
 
 @pytest.mark.parametrize("override, field", [

@@ -94,6 +94,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "grows with it, not with the input (default: 64 batches)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress display")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="embedding cache of the run's frozen encoders (`embed`): records whose "
+                   "inputs it holds skip those encoders")
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -102,7 +105,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     summary = predict_file(
         args.run, args.input, args.output, batch_size=args.batch_size,
         devices=args.devices or args.device, precision=args.precision,
-        buffer_size=args.buffer_size, progress=not args.no_progress,
+        buffer_size=args.buffer_size, progress=not args.no_progress, cache=args.cache,
     )
     if summary.n_failed:
         print(

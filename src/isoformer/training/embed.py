@@ -62,9 +62,10 @@ def weights_sha256(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def cache_header(model: IsoFormer, modalities: Sequence[str], data_dir: str | Path,
+def cache_header(model: IsoFormer, modalities: Sequence[str], data_dir: str | Path | None,
                  dtype: str) -> dict[str, Any]:
-    """What states cached for `model`'s encoders of `modalities` on this dataset depend on."""
+    """What states cached for `model`'s encoders of `modalities` on this dataset depend on
+    (`data_dir` None: everything but the dataset)."""
     config = model.config
     encoders = {}
     for modality in modalities:
@@ -73,19 +74,18 @@ def cache_header(model: IsoFormer, modalities: Sequence[str], data_dir: str | Pa
         identity["output_dim"] = model.encoders[modality].output_dim
         identity["weights_sha256"] = weights_sha256(model.encoders[modality])
         encoders[modality] = identity
-    fingerprint = dataset_fingerprint(data_dir)
-    return {
-        "encoders": encoders,
-        "dna_length": config.dna_length,
-        "pool_tokens": config.pool_tokens,
-        "dtype": dtype,
-        "dataset": {"path": fingerprint["path"],
-                    "transcripts_sha256": fingerprint["transcripts_sha256"]},
-    }
+    header: dict[str, Any] = {"encoders": encoders, "dna_length": config.dna_length,
+                              "pool_tokens": config.pool_tokens, "dtype": dtype}
+    if data_dir is not None:
+        fingerprint = dataset_fingerprint(data_dir)
+        header["dataset"] = {"path": fingerprint["path"],
+                             "transcripts_sha256": fingerprint["transcripts_sha256"]}
+    return header
 
 
-def check_cache(cache: EmbeddingCache, model: IsoFormer, data_dir: str | Path) -> None:
-    """Refuse a cache built for other encoders, weights, layers, windows, pooling or data."""
+def check_cache(cache: EmbeddingCache, model: IsoFormer, data_dir: str | Path | None) -> None:
+    """Refuse a cache built for other encoders, weights, layers, windows, pooling or data
+    (`data_dir` None, as for `predict`: any data, entries are found by their sequence)."""
     wanted = cache_header(model, cache.modalities, data_dir, cache.dtype)
     built = {key: cache.header.get(key) for key in wanted}
     differences = describe_differences(built, wanted)
@@ -95,6 +95,22 @@ def check_cache(cache: EmbeddingCache, model: IsoFormer, data_dir: str | Path) -
             f"({differences}); rebuild it with `isoformer embed` and the same preset, overrides "
             "and seed"
         )
+
+
+def attach_cached_states(records: Sequence[dict[str, Any]], cache: EmbeddingCache) -> int:
+    """Give each record whose every cached modality's input is in `cache` its states
+    (`EMBEDDINGS`); the number of records that got them. Others stay as they are."""
+    found = 0
+    for record in records:
+        states = {}
+        for modality in cache.modalities:
+            sequence = record.get(SEQUENCE_KEYS[modality]) or ""
+            if sequence:
+                states[modality] = cache.get(modality, sequence_key(sequence))
+        if all(state is not None for state in states.values()):
+            record[EMBEDDINGS] = states
+            found += 1
+    return found
 
 
 class CachedDataset(torch.utils.data.Dataset):

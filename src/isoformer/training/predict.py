@@ -35,9 +35,17 @@ from pathlib import Path
 from typing import IO, Any
 
 import ijson
+import numpy as np
 
-from isoformer.constants import DNA_SEQUENCE, PROTEIN_SEQUENCE, RNA_SEQUENCE, SEQUENCE_KEYS
+from isoformer.constants import (
+    DNA_SEQUENCE,
+    EMBEDDINGS,
+    PROTEIN_SEQUENCE,
+    RNA_SEQUENCE,
+    SEQUENCE_KEYS,
+)
 from isoformer.encoders.base import log_crops
+from isoformer.encoders.embedding_cache import EmbeddingCache
 from isoformer.errors import InputFormatError, IsoformerError
 from isoformer.files import atomic_output
 from isoformer.model.prediction import (
@@ -46,6 +54,7 @@ from isoformer.model.prediction import (
     record_progress,
     resolve_devices,
 )
+from isoformer.training.embed import attach_cached_states, check_cache
 from isoformer.training.run import Run
 
 log = logging.getLogger(__name__)
@@ -186,13 +195,15 @@ def predict_file(
     precision: InferencePrecision = "32",
     buffer_size: int | None = None,
     progress: bool = True,
+    cache: str | Path | None = None,
 ) -> PredictSummary:
     """Predict every record of `input_path` with the run's model; write JSONL to `output_path`.
 
     `devices`: one device (auto, cpu, cuda, cuda:N) or several (a comma-separated list, a list or
     a count of CUDA devices; see `resolve_devices`), one model replica on each. A k-mer baseline
     predicts on the CPU whatever the devices. `buffer_size`: records read, sorted by length and
-    predicted at a time (default: `DEFAULT_BUFFER_BATCHES` batches).
+    predicted at a time (default: `DEFAULT_BUFFER_BATCHES` batches). `cache`: an `isoformer
+    embed` cache of the run's frozen encoders; records whose inputs it holds skip those encoders.
     """
     run = run if isinstance(run, Run) else Run.open(run)
     if batch_size < 1:
@@ -208,8 +219,15 @@ def predict_file(
             replicas = resolve_devices(devices)
             models = [run.load_model(str(device)) for device in replicas]
             log.info("predicting on %s", ", ".join(map(str, replicas)))
+        embedding_cache = None
+        if cache is not None:
+            if run.is_baseline:
+                raise IsoformerError(f"{run.directory}: a baseline run reads no embedding cache")
+            embedding_cache = EmbeddingCache.open(cache)
+            check_cache(embedding_cache, models[0], None)
         summary = _predict_stream(run, Predictor(models, precision), _records(input_path, source),
-                                  output_path, batch_size, buffer_size, progress)
+                                  output_path, batch_size, buffer_size, progress,
+                                  embedding_cache)
     log.info(
         "%d records from %s predicted in %.1f s (%d failed, %.1f records/s); written to %s",
         summary.n_records, input_path, summary.seconds, summary.n_failed,
@@ -225,8 +243,8 @@ def predict_file(
 
 
 def _predict_stream(run: Run, predictor: Predictor, entries: Iterator[InputRecord],
-                    output_path: Path, batch_size: int, buffer_size: int, progress: bool
-                    ) -> PredictSummary:
+                    output_path: Path, batch_size: int, buffer_size: int, progress: bool,
+                    cache: EmbeddingCache | None = None) -> PredictSummary:
     """Buffer by buffer: predict `entries`, write them to `output_path` (atomically)."""
     start = time.perf_counter()
     n_records = n_failed = 0
@@ -236,7 +254,8 @@ def _predict_stream(run: Run, predictor: Predictor, entries: Iterator[InputRecor
         record_progress(progress, description="predicting") as advance,
     ):
         while buffer := list(itertools.islice(entries, buffer_size)):
-            n_failed += _predict_buffer(buffer, run, predictor, batch_size, handle, advance)
+            n_failed += _predict_buffer(buffer, run, predictor, batch_size, handle, advance,
+                                        cache)
             n_records += len(buffer)
     log_crops(predictor.crops(), f"predicting {n_records} records")
     return PredictSummary(n_records=n_records, n_failed=n_failed, output=output_path,
@@ -250,6 +269,7 @@ def _predict_buffer(
     batch_size: int,
     handle: IO[str],
     advance: Callable[[int], None],
+    cache: EmbeddingCache | None = None,
 ) -> int:
     """Validate, predict and write one buffer of records in input order; the number that
     failed."""
@@ -260,8 +280,11 @@ def _predict_buffer(
     valid = [entry for entry in entries if entry.error is None]
     # The predictor sorts the buffer's records by length into batches; rows come back in input
     # order.
-    predictions = predictor.predict([_model_input(e.record) for e in valid], batch_size,
-                                    advance=advance)
+    inputs = [_model_input(e.record) for e in valid]
+    if cache is None:
+        predictions = predictor.predict(inputs, batch_size, advance=advance)
+    else:
+        predictions = _predict_with_cache(inputs, cache, predictor, batch_size, advance)
     advance(len(entries) - len(valid))
     rows = iter(predictions.astype("float64").tolist())
     tissues = run.tissues
@@ -274,3 +297,18 @@ def _predict_buffer(
             out["error"] = entry.error
         handle.write(json.dumps(out) + "\n")
     return len(entries) - len(valid)
+
+
+def _predict_with_cache(inputs: list[dict[str, Any]], cache: EmbeddingCache,
+                        predictor: Predictor, batch_size: int,
+                        advance: Callable[[int], None]) -> np.ndarray:
+    """Records found in the cache and the others predicted apart (a batch is either cached or
+    encoded), the rows put back in input order."""
+    attach_cached_states(inputs, cache)
+    predictions = np.zeros((len(inputs), len(predictor.models[0].tissues)), dtype=np.float32)
+    for cached in (True, False):
+        rows = [i for i, record in enumerate(inputs) if (EMBEDDINGS in record) == cached]
+        if rows:
+            predictions[rows] = predictor.predict([inputs[i] for i in rows], batch_size,
+                                                  advance=advance)
+    return predictions
