@@ -22,7 +22,7 @@ from isoformer.model.isoformer import IsoFormer
 from isoformer.training.memory import (
     ComponentMemory,
     MemoryEstimate,
-    _random_init,
+    random_init_config,
     _WindowEncoder,
     cast_for_precision,
     estimate_memory,
@@ -332,7 +332,7 @@ def test_a_pretrained_encoder_without_architecture_is_named():
     config = load_preset("paper").model
     rna = dataclasses.replace(config.encoders["rna"], architecture={})
     config = dataclasses.replace(config, encoders={**config.encoders, "rna": rna})
-    resolved, notes = _random_init(config)
+    resolved, notes = random_init_config(config)
     assert all(e.init == "random" for e in resolved.encoders.values())
     assert resolved.encoders["rna"].architecture == {"preset": "250m"}
     assert len(notes) == 1 and "rna" in notes[0]
@@ -356,3 +356,19 @@ def test_paper_preset_fits_an_80gb_gpu():
     assert estimate.proposal is not None
     assert estimate.proposal.effective_batch == 64
     print(estimate.format())
+
+
+def test_train_dry_run_prints_the_estimate_and_a_proposal_without_writing_a_run(tmp_path, capsys):
+    from isoformer.cli import main
+    from tiny_dataset import TINY_OVERRIDES, write_tiny_dataset
+
+    data = write_tiny_dataset(tmp_path / "data")
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--dry-run",
+                 "--gpu-memory", "1GB", *TINY_OVERRIDES])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "memory estimate per device" in printed and "proposal for 1.0 GB" in printed
+    assert not (tmp_path / "run").exists()
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"),
+                 "--gpu-memory", "1GB"]) == 2
+    assert "--gpu-memory goes with --dry-run" in capsys.readouterr().err

@@ -19,7 +19,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset directory from `build`")
     p.add_argument("--preset", default="tiny",
                    help="tiny | tiny-nt | paper | paper-nt (default: tiny)")
-    p.add_argument("--out", type=Path, required=True, help="run directory to create or resume")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run directory to create or resume (required unless --dry-run)")
     p.add_argument("--modalities", default=None, help="comma-separated subset of dna,rna,protein")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
     p.add_argument("--max-epochs", type=int, default=None, help="default: the preset's")
@@ -33,6 +34,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", type=Path, default=None,
                    help="embedding cache from `embed` (same preset and overrides): read the "
                    "frozen encoders' states instead of running them")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the memory estimate per device (with --gpu-memory: the "
+                   "micro-batch x accumulation that fits) and exit; nothing is downloaded, "
+                   "trained or written")
+    p.add_argument("--gpu-memory", default=None, metavar="SIZE",
+                   help="GPU memory per device for --dry-run, e.g. 80GB, 80GiB, 24G")
 
 
 def _modalities(text: str | None) -> list[str] | None:
@@ -51,17 +58,32 @@ def _modalities(text: str | None) -> list[str] | None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from isoformer.training.fit import train
+    from isoformer.training.fit import resolve_config, train
 
+    # --devices, --num-nodes, --strategy: overrides of training.*, after those given freely.
+    overrides = [*args.overrides, *(
+        f"training.{name}={value}" for name, value in (
+            ("devices", args.devices), ("num_nodes", args.num_nodes),
+            ("strategy", args.strategy)) if value is not None)]
+    if args.dry_run:
+        from isoformer.training.memory import estimate_memory, parse_size
+
+        budget = parse_size(args.gpu_memory) if args.gpu_memory is not None else None
+        config = resolve_config(args.data, args.preset, overrides,
+                                modalities=_modalities(args.modalities), seed=args.seed,
+                                max_epochs=args.max_epochs)
+        estimate = estimate_memory(config, gpu_memory_bytes=budget)
+        print(estimate.format())
+        return 0 if budget is None or estimate.proposal is not None else 1
+    if args.gpu_memory is not None:
+        raise IsoformerError("--gpu-memory goes with --dry-run")
+    if args.out is None:
+        raise IsoformerError("--out RUN is required (unless --dry-run)")
     run = train(
         args.data,
         args.preset,
         args.out,
-        # --devices, --num-nodes, --strategy: overrides of training.*, after those given freely.
-        overrides=[*args.overrides, *(
-            f"training.{name}={value}" for name, value in (
-                ("devices", args.devices), ("num_nodes", args.num_nodes),
-                ("strategy", args.strategy)) if value is not None)],
+        overrides=overrides,
         modalities=_modalities(args.modalities),
         seed=args.seed,
         max_epochs=args.max_epochs,

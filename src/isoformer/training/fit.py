@@ -92,6 +92,19 @@ def seeded_model(config: RunConfig) -> IsoFormer:
     return IsoFormer.from_config(config.model)
 
 
+def log_parameter_memory(model: IsoFormer, training: TrainingConfig) -> None:
+    """The run's first lines: parameters and the bytes of weights, gradients and optimiser
+    state per device (activations need a measured step: `isoformer train --dry-run`)."""
+    from isoformer.training.memory import format_bytes, parameter_memory
+
+    counts = parameter_memory(model, training.precision, training.optimizer)
+    log.info("model: %d parameters, %d trainable; per device: weights %s, gradients %s, "
+             "optimiser state %s (activations: `isoformer train --dry-run`)",
+             counts["parameters"], counts["trainable_parameters"],
+             format_bytes(counts["weight_bytes"]), format_bytes(counts["gradient_bytes"]),
+             format_bytes(counts["optimizer_bytes"]))
+
+
 def _differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         keys = sorted(set(old) | set(new))
@@ -273,6 +286,7 @@ def train(
     # Lightning 2.6 with torch >= 2.10 warns about its own pytree use on every step.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     model = seeded_model(config)
+    log_parameter_memory(model, training)
     if config.model.standardize_targets:
         model.set_target_statistics(statistics.mean, statistics.std)
     embedding_cache = None

@@ -713,7 +713,8 @@ def _measure_fusion(aggregator: nn.Module, head: nn.Module, inputs: dict[str, tu
     return curve
 
 
-def _parameter_bytes(model: IsoFormer, precision: str, optimizer: str) -> dict[str, int]:
+def parameter_memory(model: IsoFormer, precision: str, optimizer: str) -> dict[str, int]:
+    """Parameters (all, trainable) and the bytes of weights, gradients and optimiser state."""
     scale = _bytes_scale(precision)
     parameters = list(model.parameters())  # each shared parameter once
     trainable = [p for p in parameters if p.requires_grad]
@@ -731,7 +732,7 @@ def _parameter_bytes(model: IsoFormer, precision: str, optimizer: str) -> dict[s
     }
 
 
-def _random_init(config: ModelConfig) -> tuple[ModelConfig, list[str]]:
+def random_init_config(config: ModelConfig) -> tuple[ModelConfig, list[str]]:
     """`config` with every encoder built from its architecture with random weights; notes on
     pre-trained encoders whose architecture had to be taken from the checkpoint's name."""
     from isoformer.encoders.modeling_nucleotide_transformer import NT_V2_CHECKPOINTS
@@ -797,7 +798,7 @@ def estimate_memory(config: RunConfig, gpu_memory_bytes: int | None = None,
     _check_margin(margin)
     training = config.training
     precision = training.precision
-    model_config, notes = _random_init(resolve_model_config(config.model))
+    model_config, notes = random_init_config(resolve_model_config(config.model))
     world, strategy = _world(training, notes)
     accumulation, derived = _accumulation(training, world)  # a clear error if it does not divide
     rng = random.Random(0)
@@ -812,7 +813,7 @@ def estimate_memory(config: RunConfig, gpu_memory_bytes: int | None = None,
                               for m in model_config.modalities))
         model = cast_for_precision(IsoFormer(model_config), precision)
         model.train()
-        counts = _parameter_bytes(model, precision, training.optimizer)
+        counts = parameter_memory(model, precision, training.optimizer)
         trainable = {m: any(p.requires_grad for p in e.parameters())
                      for m, e in model.encoders.items()}
         for modality, encoder in model.encoders.items():
