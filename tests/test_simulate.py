@@ -377,3 +377,63 @@ def test_build_reads_the_study_and_oracle_matches_on_the_dataset(study, truth, t
     for modality, recorded in truth["oracle_by_modality"].items():
         alone = oracle_metrics(study / "truth.json", dataset, split=None, modalities=[modality])
         assert alone["r2"] == pytest.approx(recorded["r2"], abs=1e-6)
+
+
+def test_background_motif_grammar_recurs_outside_the_scored_promoters(study, truth):
+    background, family = truth["background"], RuleFamily().background
+    assert truth["family"]["background"]["motif_rate"] == family.motif_rate > 0
+    motifs = background["motifs"]
+    promoter = {m["name"]: m["sequence"] for m in truth["rules"]["promoter_motifs"]}
+    assert {name: motifs[name] for name in background["promoter_motifs"]} == promoter
+    low, high = family.n_decoys
+    assert low <= len(background["decoys"]) <= high
+    assert not {motifs[d] for d in background["decoys"]} & set(promoter.values())
+    # Planted at the documented rate (Poisson per stretch, few dropped) in both kinds of region.
+    planted = sum(background["sites"].values())
+    assert planted == sum(background["by_region"].values())
+    assert set(background["by_region"]) == {"intronic", "intergenic"}
+    per_kb = planted / (background["searched_bases"] / 1000)
+    assert abs(per_kb - family.motif_rate) < 0.4 and background["dropped"] < 0.05 * planted
+    assert set(background["sites"]) == {*background["promoter_motifs"], *background["decoys"],
+                                        *(pair["name"] for pair in background["pairs"])}
+
+    genome = Genome(study / "genome.fa")
+    text = "N".join(genome.fetch(c, 0, genome.chrom_length(c)) for c in genome.chroms)
+    for name in background["decoys"]:  # in both orientations
+        assert text.count(motifs[name]) >= 3 and text.count(reverse_complement(motifs[name])) >= 3
+    for pair in background["pairs"]:  # at their fixed spacing
+        element = (f"{motifs[pair['first']]}[ACGT]{{{pair['spacing']}}}"
+                   f"{motifs[pair['second']]}")
+        found = len(re.findall(element, text))
+        found += len(re.findall(element, reverse_complement(text)))
+        assert found >= background["sites"][pair["name"]] > 0
+    # The promoter motifs recur outside the promoters too (as single sites and in pairs).
+    for name, sequence in promoter.items():
+        genome_wide = text.count(sequence) + text.count(reverse_complement(sequence))
+        assert genome_wide >= background["sites"][name] > 0, name
+
+
+def test_the_background_grammar_changes_only_intronic_and_intergenic_bases(tmp_path):
+    from isoformer.data.rule_family import BackgroundFamily
+
+    simulate_study(tmp_path / "on", n_genes=6, seed=5)
+    simulate_study(tmp_path / "off", n_genes=6, seed=5,
+                   family=RuleFamily(background=BackgroundFamily(motif_rate=0.0)))
+    on, off = (read_truth(tmp_path / name / "truth.json") for name in ("on", "off"))
+    assert sum(off["background"]["sites"].values()) == 0 < sum(on["background"]["sites"].values())
+    assert (tmp_path / "on" / "annotation.gtf").read_bytes() == (
+        tmp_path / "off" / "annotation.gtf").read_bytes()  # same genes, same coordinates
+    assert on["rules"] == off["rules"] and on["promoter_occurrences"] == off["promoter_occurrences"]
+    for transcript_id, record in on["transcripts"].items():
+        if record["transcript_type"] != "retained_intron":  # the one RNA that holds an intron
+            assert record["features"] == off["transcripts"][transcript_id]["features"]
+    genome_on, genome_off = Genome(tmp_path / "on" / "genome.fa"), Genome(tmp_path / "off" /
+                                                                            "genome.fa")
+    gtf = read_gtf(tmp_path / "on" / "annotation.gtf").transcripts
+    for t in gtf.values():  # exons and the 400-bp promoter flank before each TSS untouched
+        for start, end in t.exons if t.transcript_type != "retained_intron" else ():
+            assert genome_on.fetch(t.chrom, start, end) == genome_off.fetch(t.chrom, start, end)
+        window_on = genome_on.window(t.chrom, t.tss, t.strand, 1024)
+        window_off = genome_off.window(t.chrom, t.tss, t.strand, 1024)
+        assert window_on[512 - 400 : 512] == window_off[512 - 400 : 512]
+    assert genome_on.fetch("chr1", 0, 20000) != genome_off.fetch("chr1", 0, 20000)

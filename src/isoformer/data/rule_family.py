@@ -14,6 +14,11 @@ field, e.g.
 
 Effects are in natural-log TPM per motif copy (promoter and RNA motifs), per doubling of the RNA
 length, and per standard deviation of a protein feature across the study's proteins.
+
+`background` (on by default) is not an expression rule: it plants promoter-like motif grammar
+across the genome's introns and intergenic stretches (`BackgroundFamily`), so that a model
+pretrained on the genome (`isoformer pretrain`) has the study's motifs to learn, as real genomes
+hold their transcription factors' sites far beyond the promoters that an expression rule scores.
 """
 
 from __future__ import annotations
@@ -92,14 +97,46 @@ class NoiseFamily:
 
 
 @dataclass
+class BackgroundFamily:
+    """Promoter-like motif grammar recurring across the genome, outside the scored promoters.
+
+    Sites are planted in intronic and intergenic sequence (never in exons, promoter flanks, repeat
+    copies, soft-masked stretches or N runs), `motif_rate` per kb of such sequence (a Poisson
+    count per stretch), each in a random orientation. A site is one of the study's promoter
+    motifs (share `promoter_share` of single sites), one of the seed's decoy motifs (TF-like
+    6-12 bp sites with no effect on expression: the rest), or, for a share `pair_share` of all
+    sites, a motif pair: two motifs in a fixed relative orientation at the pair's fixed spacing
+    (random bases between them), planted as one unit in either orientation (a composite element,
+    the co-occurrence grammar). The decoys and pairs are drawn per seed and, with every planted
+    count, recorded in truth.json ("background").
+
+    Nothing here changes an expression rule or a transcript's features: the promoter regions the
+    rules score lie in the promoter flanks, and exons are untouched (only retained-intron RNAs,
+    which hold an intron, can see a site, and their features are computed from the planted
+    sequence). The sites come from a random stream of their own (the seed's second), so gene
+    structures, motif draws and noise are the same with `motif_rate: 0` (off) as with the default.
+    """
+
+    motif_rate: float = 2.0  # sites per kb of intronic and intergenic sequence; 0 = off
+    promoter_share: float = 0.5  # of single sites: a promoter motif of the rules (else a decoy)
+    n_decoys: tuple[int, int] = (3, 5)  # TF-like motifs without an expression effect
+    decoy_length: tuple[int, int] = (6, 12)
+    decoys: list[str] | None = None  # fixed decoy motifs instead of drawn ones
+    pair_share: float = 0.3  # of all sites: a motif pair instead of a single motif
+    n_pairs: tuple[int, int] = (2, 3)  # pairs drawn per seed: a promoter motif + another motif
+    pair_spacing: tuple[int, int] = (4, 20)  # bp between a pair's motifs (fixed per pair)
+
+
+@dataclass
 class RuleFamily:
     promoter: PromoterFamily = field(default_factory=PromoterFamily)
     rna: RnaFamily = field(default_factory=RnaFamily)
     protein: ProteinFamily = field(default_factory=ProteinFamily)
     noise: NoiseFamily = field(default_factory=NoiseFamily)
+    background: BackgroundFamily = field(default_factory=BackgroundFamily)
 
     def __post_init__(self) -> None:
-        for part in ("promoter", "rna", "protein"):
+        for part in ("promoter", "rna", "protein", "background"):
             for name, value in vars(getattr(self, part)).items():
                 if isinstance(value, tuple) and name != "region" and not value[0] <= value[1]:
                     raise IsoformerError(f"rules: {part}.{name} {list(value)} must be [low, high] "
@@ -112,10 +149,18 @@ class RuleFamily:
                 f"rules: unknown protein features {unknown} (known: {', '.join(PROTEIN_FEATURES)})"
             )
         for name, sequences in (("promoter", self.promoter.sequences),
-                                ("rna", self.rna.sequences)):
+                                ("rna", self.rna.sequences),
+                                ("background", self.background.decoys)):
             bad = [s for s in sequences or [] if not s or set(s.upper()) - set(_BASES)]
             if bad:
                 raise IsoformerError(f"rules: {name}.sequences {bad} are not ACGT motifs")
+        b = self.background
+        if b.motif_rate < 0 or b.decoy_length[0] < 1 or b.pair_spacing[0] < 0 or not (
+                0.0 <= b.promoter_share <= 1.0 and 0.0 <= b.pair_share <= 1.0):
+            raise IsoformerError(
+                "rules: background.motif_rate and pair_spacing must be non-negative, "
+                "decoy_length at least 1, promoter_share and pair_share within [0, 1]"
+            )
         start, end = self.promoter.region
         if not start < end <= 0:
             raise IsoformerError(
@@ -227,4 +272,71 @@ def draw_rules(family: RuleFamily, rng: np.random.Generator) -> ExpressionRules:
         gene_sd=family.noise.gene_sd,
         gene_tissue_sd=family.noise.gene_tissue_sd,
         sample_log_sd=family.noise.sample_log_sd,
+    )
+
+
+@dataclass(frozen=True)
+class MotifPair:
+    """Two motifs (names in `BackgroundGrammar.motifs`) read 5'->3' as `first`, `spacing`
+    random bases, `second`: one composite element, planted in either orientation."""
+
+    name: str
+    first: str
+    second: str
+    spacing: int
+
+
+@dataclass(frozen=True)
+class BackgroundGrammar:
+    """One seed's draw of the background grammar (`BackgroundFamily`), as truth.json records it."""
+
+    motif_rate: float
+    promoter_share: float
+    pair_share: float
+    motifs: dict[str, str]  # name -> sequence: the rules' promoter motifs, then the decoys
+    promoter_motifs: list[str]  # names of the study's promoter motifs (scored in promoters)
+    decoys: list[str]  # names of the decoys (scored nowhere)
+    pairs: list[MotifPair]
+
+    def to_json(self) -> dict:
+        return to_plain(self)
+
+    def draw_site(self, rng: np.random.Generator) -> tuple[str, list[str | int]]:
+        """One site: (element name, its parts 5'->3': motif sequences and spacer lengths)."""
+        if self.pairs and rng.random() < self.pair_share:
+            pair = self.pairs[int(rng.integers(len(self.pairs)))]
+            return pair.name, [self.motifs[pair.first], pair.spacing, self.motifs[pair.second]]
+        use_promoter = self.promoter_motifs and (
+            not self.decoys or rng.random() < self.promoter_share)
+        names = self.promoter_motifs if use_promoter else self.decoys
+        name = names[int(rng.integers(len(names)))]
+        return name, [self.motifs[name]]
+
+
+def draw_background(
+    family: BackgroundFamily, rules: ExpressionRules, rng: np.random.Generator
+) -> BackgroundGrammar:
+    """The decoys (distinct from every motif of `rules`, in either orientation) and the motif
+    pairs of one seed, drawn from `rng` (the background's own stream)."""
+    taken: set[str] = set()
+    for motif in [*rules.promoter_motifs, *rules.rna_motifs]:
+        taken |= {motif.sequence, reverse_complement(motif.sequence)}
+    motifs = {m.name: m.sequence for m in rules.promoter_motifs}
+    promoter_names = list(motifs)
+    decoy_names = []
+    for i, sequence in enumerate(_draw_sequences(rng, family.decoys, family.n_decoys,
+                                                 family.decoy_length, taken)):
+        motifs[f"decoy_{i + 1}"] = sequence
+        decoy_names.append(f"decoy_{i + 1}")
+    candidates = [(first, second) for first in promoter_names for second in motifs
+                  if second != first]
+    n_pairs = min(_count(rng, family.n_pairs), len(candidates))
+    pairs = []
+    for i, index in enumerate(rng.choice(len(candidates), n_pairs, replace=False).tolist()):
+        first, second = candidates[index]
+        pairs.append(MotifPair(f"pair_{i + 1}", first, second, _count(rng, family.pair_spacing)))
+    return BackgroundGrammar(
+        motif_rate=family.motif_rate, promoter_share=family.promoter_share,
+        pair_share=family.pair_share, motifs=motifs, promoter_motifs=promoter_names,
+        decoys=decoy_names, pairs=pairs,
     )

@@ -21,6 +21,13 @@ truth.json:
     oracle_by_modality    the same for each modality's term alone (others held at their mean)
     promoter_occurrences  per promoter motif: {"planted", "counted"} over all transcripts; the
                           difference arose by chance in background sequence (and counts)
+    background            the background motif grammar planted in introns and intergenic
+                          sequence (rule_family.BackgroundFamily, drawn from the seed's second
+                          stream): motif_rate, promoter_share, pair_share, motifs (name ->
+                          sequence: the promoter motifs, then the decoys), promoter_motifs,
+                          decoys, pairs [{name, first, second, spacing}], and what was planted:
+                          sites {element: count}, by_region {intronic, intergenic}, dropped,
+                          searched_bases
     near_edge_genes       gene ids whose TSS window runs past a chromosome end
     transcripts           transcript_id -> {gene_id, transcript_type, features (promoter_motifs,
                           rna_motifs, rna_length, protein), protein, components {gene, dna,
@@ -56,9 +63,15 @@ from isoformer.data.expression_model import (
     sequence_features,
     variance_shares,
 )
-from isoformer.data.rule_family import RuleFamily, draw_rules
-from isoformer.data.simulate_annotation import near_edge_genes, place_genes, write_fasta, write_gtf
-from isoformer.data.simulate_genes import design_gene
+from isoformer.data.rule_family import RuleFamily, draw_background, draw_rules
+from isoformer.data.simulate_annotation import (
+    PlacedGene,
+    near_edge_genes,
+    place_genes,
+    write_fasta,
+    write_gtf,
+)
+from isoformer.data.simulate_genes import BackgroundPlanter, design_gene
 from isoformer.errors import IsoformerError
 
 log = logging.getLogger(__name__)
@@ -181,11 +194,18 @@ def simulate_study(
     family = family or RuleFamily()
     rng = np.random.default_rng(seed)
     rules = draw_rules(family, rng)
+    # The background grammar has a stream of its own: every draw of `rng` stays as it would be
+    # without it (the same genes, motifs, noise), only intronic and intergenic bases differ.
+    background_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    grammar = draw_background(family.background, rules, background_rng)
+    planter = BackgroundPlanter(grammar, background_rng)
 
-    genes = [design_gene(rng, rules, family, coding=rng.random() < 0.8) for _ in range(n_genes)]
+    genes = [design_gene(rng, rules, family, coding=rng.random() < 0.8, background=planter)
+             for _ in range(n_genes)]
     rules = rules.calibrated([t.protein for g in genes for t in g.transcripts])
     n_chromosomes = int(np.clip(round(n_genes / 40), 2, 8))
     chromosomes, placed = place_genes(rng, genes, n_chromosomes)
+    chromosomes = _plant_intergenic(planter, chromosomes, placed)
     n_tissues = len(rules.tissues)
     gene_effects = (rng.normal(0.0, rules.gene_sd, (len(placed), 1))
                     + rng.normal(0.0, rules.gene_tissue_sd, (len(placed), n_tissues)))
@@ -263,6 +283,7 @@ def simulate_study(
             "oracle": oracle,
             "oracle_by_modality": oracle_by_modality,
             "promoter_occurrences": occurrences,
+            "background": {**grammar.to_json(), **planter.counts()},
             "near_edge_genes": near_edge_genes(placed, chromosomes),
             "transcripts": truth,
         }
@@ -296,12 +317,39 @@ def simulate_study(
         out,
     )
     log.info(
+        "background grammar: %d sites (%s) over %d intronic and intergenic kb",
+        sum(planter.sites.values()),
+        ", ".join(f"{k} {v}" for k, v in sorted(planter.by_region.items())) or "off",
+        planter.searched_bases // 1000,
+    )
+    log.info(
         "variance shares: %s; oracle R2 %.3f (%s)",
         ", ".join(f"{k} {v:.2f}" for k, v in shares.items()),
         oracle["r2"],
         ", ".join(f"{m} alone {v:.3f}" for m, v in summary.oracle_r2_by_modality.items()),
     )
     return summary
+
+
+def _plant_intergenic(
+    planter: BackgroundPlanter, chromosomes: dict[str, str], placed: list[PlacedGene]
+) -> dict[str, str]:
+    """Each chromosome with background sites planted between its gene loci (a locus spans its
+    promoter flank to its downstream flank, so no promoter region is touched)."""
+    loci: dict[str, list[tuple[int, int]]] = {name: [] for name in chromosomes}
+    for g in placed:
+        loci[g.chrom].append(g.to_genome(0, len(g.gene.locus)))
+    planted = {}
+    for name, sequence in chromosomes.items():
+        gaps, previous = [], 0
+        for start, end in sorted(loci[name]):
+            gaps.append((previous, start))
+            previous = end
+        gaps.append((previous, len(sequence)))
+        planted[name] = planter.plant_intervals(
+            sequence, [(start, end) for start, end in gaps if end > start], "intergenic"
+        )
+    return planted
 
 
 def _window(chromosome: str, tss: int, strand: str) -> str:

@@ -13,11 +13,16 @@ its promoter and first exon only. Every boundary a cassette or a last exon touch
 codons, so every isoform keeps one reading frame. Each coding part draws its own residue
 composition (charge, hydrophobic share; cysteine-rich genes are a protein class), so isoforms of
 one gene differ in their protein features.
+
+Introns (and the stretch between alternative first exons) also receive the background motif
+grammar (`BackgroundPlanter`, `rule_family.BackgroundFamily`), planted from its own random stream
+over the bases the gene's stream drew, so gene structures and every other draw stay the same.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +30,7 @@ import numpy as np
 from isoformer.data.expression_model import ExpressionRules
 from isoformer.data.gencode import CODON_TABLE, translate
 from isoformer.data.genome import reverse_complement
-from isoformer.data.rule_family import RuleFamily
+from isoformer.data.rule_family import BackgroundGrammar, RuleFamily
 from isoformer.errors import IsoformerError
 
 UPSTREAM = 400  # locus bases before TSS1
@@ -100,6 +105,88 @@ def _plant(rng: np.random.Generator, motifs: list[str], length: int) -> str:
     return "".join(pieces)
 
 
+class BackgroundPlanter:
+    """Plants the background grammar's sites into stretches of sequence, from its own stream.
+
+    `plant` draws a Poisson count of sites (`motif_rate` per kb of each stretch) and writes each
+    site, in a random orientation, at a random position where every base it covers is upper-case
+    A/C/G/T (no N run, repeat copy or soft-masked stretch), not already planted, and at least
+    `margin` bases from the stretch's ends; a site overlapping an occurrence of a `protect`ed
+    sequence (a motif the gene's own stream planted) is moved too. A site finds a place in 10
+    tries or is dropped. `sites` counts the planted elements by name, `dropped` the others.
+    """
+
+    TRIES = 10
+
+    def __init__(self, grammar: BackgroundGrammar, rng: np.random.Generator):
+        self.grammar, self.rng = grammar, rng
+        self.sites: Counter[str] = Counter()
+        self.by_region: Counter[str] = Counter()  # intronic / intergenic sites
+        self.dropped = 0
+        self.searched_bases = 0  # length of the stretches sites were drawn for
+
+    def plant(self, sequence: str, region: str, margin: int = 20,
+              protect: tuple[str, ...] = ()) -> str:
+        """`sequence` with sites planted anywhere in it (see the class docstring)."""
+        return self.plant_intervals(sequence, [(0, len(sequence))], region, margin, protect)
+
+    def plant_intervals(
+        self, sequence: str, intervals: list[tuple[int, int]], region: str, margin: int = 20,
+        protect: tuple[str, ...] = (),
+    ) -> str:
+        """`sequence` with sites planted in each [start, end) of `intervals`."""
+        if self.grammar.motif_rate <= 0 or not self.grammar.motifs:
+            return sequence
+        bases = bytearray(sequence.encode("ascii"))
+        taken = np.zeros(len(bases), dtype=bool)
+        guarded = [p.encode("ascii") for p in protect]
+        rng = self.rng
+        for start, end in intervals:
+            self.searched_bases += max(end - start, 0)
+            n_sites = int(rng.poisson(self.grammar.motif_rate * max(end - start, 0) / 1000))
+            for _ in range(n_sites):
+                name, parts = self.grammar.draw_site(rng)
+                site = "".join(p if isinstance(p, str) else random_bases(rng, p) for p in parts)
+                if rng.random() < 0.5:
+                    site = reverse_complement(site)
+                at = self._free_position(bases, taken, guarded, start + margin, end - margin,
+                                         len(site))
+                if at is None:
+                    self.dropped += 1
+                    continue
+                bases[at : at + len(site)] = site.encode("ascii")
+                taken[at : at + len(site)] = True
+                self.sites[name] += 1
+                self.by_region[region] += 1
+        return bases.decode("ascii")
+
+    def _free_position(self, bases: bytearray, taken: np.ndarray, guarded: list[bytes],
+                       low: int, high: int, length: int) -> int | None:
+        """A start in [low, high - length] where a site of `length` may go, or None."""
+        if high - low < length:
+            return None
+        for _ in range(self.TRIES):
+            at = int(self.rng.integers(low, high - length + 1))
+            if bytes(bases[at : at + length]).translate(None, b"ACGT"):
+                continue  # N, lower case (a repeat copy, a soft-masked stretch)
+            if taken[at : at + length].any():
+                continue
+            if any(g in bases[max(at - len(g) + 1, 0) : at + length + len(g) - 1]
+                   for g in guarded):
+                continue
+            return at
+        return None
+
+    def counts(self) -> dict:
+        """What was planted, for truth.json."""
+        return {
+            "sites": dict(sorted(self.sites.items())),
+            "by_region": dict(sorted(self.by_region.items())),
+            "dropped": self.dropped,
+            "searched_bases": self.searched_bases,
+        }
+
+
 @dataclass
 class GeneDesign:
     """One gene in its own orientation; coordinates are 0-based half-open within `locus`."""
@@ -124,8 +211,10 @@ class TranscriptDesign:
 class _LocusBuilder:
     """Appends pieces to a locus and remembers where each exon went."""
 
-    def __init__(self, rng: np.random.Generator, rules: ExpressionRules, family: RuleFamily):
+    def __init__(self, rng: np.random.Generator, rules: ExpressionRules, family: RuleFamily,
+                 background: BackgroundPlanter | None = None):
         self.rng, self.rules, self.family = rng, rules, family
+        self.background = background
         self.pieces: list[str] = []
         self.length = 0
         self.planted: list[dict[str, int]] = []
@@ -154,7 +243,13 @@ class _LocusBuilder:
 
     def intron(self, length: int, are_probability: float = 0.0) -> None:
         motifs = [self.are] if self.rng.random() < are_probability else []
-        self.add("GT" + _plant(self.rng, motifs, length - 4) + "AG")
+        self.add(self.with_background("GT" + _plant(self.rng, motifs, length - 4) + "AG"))
+
+    def with_background(self, intron: str) -> str:
+        """`intron` with background sites planted (splice sites and planted AREs kept)."""
+        if self.background is None:
+            return intron
+        return self.background.plant(intron, "intronic", protect=(self.are,))
 
     def utr3(self) -> str:
         """3' end: AU-rich elements and the other RNA motifs, then a polyadenylation signal."""
@@ -171,14 +266,16 @@ class _LocusBuilder:
 
 
 def design_gene(
-    rng: np.random.Generator, rules: ExpressionRules, family: RuleFamily, coding: bool
+    rng: np.random.Generator, rules: ExpressionRules, family: RuleFamily, coding: bool,
+    background: BackgroundPlanter | None = None,
 ) -> GeneDesign:
-    """A gene with 2-4 isoforms (+ a retained-intron isoform for some coding genes)."""
-    b = _LocusBuilder(rng, rules, family)
+    """A gene with 2-4 isoforms (+ a retained-intron isoform for some coding genes); with
+    `background`, its introns receive the background grammar's sites."""
+    b = _LocusBuilder(rng, rules, family, background)
     b.promoter_flank(UPSTREAM)
     first_exons = [b.add(random_bases(rng, b.exon_length(50, 150)))]
     if rng.random() < 0.45:  # alternative TSS: its own promoter, inside the first intron
-        b.add("GT" + random_bases(rng, b.exon_length(1200, 2000)))
+        b.add(b.with_background("GT" + random_bases(rng, b.exon_length(1200, 2000))))
         b.promoter_flank(UPSTREAM)
         first_exons.append(b.add(random_bases(rng, b.exon_length(50, 150))))
     b.intron(b.exon_length(1100, 1800))
