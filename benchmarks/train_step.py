@@ -31,7 +31,6 @@ from isoformer.constants import TARGETS
 from isoformer.data.build import build_dataset
 from isoformer.data.simulate import simulate_study
 from isoformer.encoders.embedding_cache import EmbeddingCache
-from isoformer.model.prediction import predict_batch
 from isoformer.training.datamodule import TranscriptDataModule
 from isoformer.training.embed import embed
 from isoformer.training.fit import resolve_config, seeded_model

@@ -2,14 +2,12 @@
 configs (tagged union, overrides, legacy `kind: linear`), and a tiny IsoFormer of each kind."""
 
 import json
-import random
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from isoformer.constants import DNA_SEQUENCE, PROTEIN_SEQUENCE, RNA_SEQUENCE
 from isoformer.encoders.base import EncoderOutput
 from isoformer.errors import IsoformerError
 from isoformer.model.aggregation import (
@@ -39,6 +37,7 @@ from isoformer.model.config import (
 )
 from isoformer.model.head import IsoFormerHead
 from isoformer.model.isoformer import IsoFormer
+from test_model import random_records, tiny_model
 
 DIMS = {"dna": 8, "rna": 12, "protein": 4}
 LENGTHS = {"dna": 5, "rna": 7, "protein": 3}
@@ -457,33 +456,6 @@ def test_legacy_linear_reads_as_concat(caplog):
 
 
 # ---- a tiny IsoFormer of each kind ----
-
-def random_records(count: int, seed: int = 0, dna_length: int = 120) -> list[dict]:
-    rng = random.Random(seed)
-    records = []
-    for index in range(count):
-        protein = "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(rng.randint(5, 30)))
-        records.append({
-            DNA_SEQUENCE: "".join(rng.choice("ACGT") for _ in range(dna_length)),
-            RNA_SEQUENCE: "".join(rng.choice("ACGU") for _ in range(rng.randint(20, 120))),
-            PROTEIN_SEQUENCE: protein if index % 3 else "",  # every third is non-coding
-        })
-    return records
-
-
-@pytest.fixture
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_model(*overrides: str) -> IsoFormer:
-    config = apply_overrides(load_preset("tiny-nt"), ["model.dna_length=120", *overrides]).model
-    torch.manual_seed(0)
-    return IsoFormer.from_config(config)
-
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_tiny_isoformer_trains_a_step_and_reloads_identically(kind, tmp_path, single_thread):

@@ -41,15 +41,6 @@ def random_records(count: int, seed: int = 0, dna_length: int = 120) -> list[dic
     return records
 
 
-@pytest.fixture
-def single_thread():
-    """Tiny matrices run several times faster on one thread than on contended cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(*overrides: str) -> ModelConfig:
     """The tiny-nt preset at the 120-bp window of `random_records` (later overrides win): NT-v2
     DNA tokens carry padding masks, which the mask tests exercise."""

@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_model import single_thread  # noqa: F401 (a fixture, used by every test here)
 from tiny_dataset import DNA_LENGTH, TISSUES, train_tiny_run
 
 from isoformer.cli import main

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from test_model import random_records, single_thread, tiny_model  # noqa: F401 (a fixture)
+from test_model import random_records, tiny_model
 
 from isoformer.errors import IsoformerError
 from isoformer.model import prediction
