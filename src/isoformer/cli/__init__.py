@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # Only these take free-form config overrides; elsewhere they are a usage error.
-    if extra and args.command not in ("embed", "train", "baseline", "demo", "ablate"):
+    if extra and args.command not in ("embed", "train", "baseline", "pretrain", "demo", "ablate"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
     _configure_logging(args.command, args.verbose)

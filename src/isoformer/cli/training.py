@@ -1,4 +1,4 @@
-"""Training commands: train, embed, baseline."""
+"""Training commands: train, embed, baseline, pretrain."""
 
 from __future__ import annotations
 
@@ -152,8 +152,59 @@ def _run_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    from isoformer.constants import MODALITIES
+
+    p = sub.add_parser(
+        "pretrain",
+        help="masked-language-model pretraining of one encoder; DIR loads as its checkpoint",
+        epilog="Config overrides follow as in train: model.* fields of the preset and pretrain.* "
+        "fields of isoformer.training.pretrain.PretrainConfig (e.g. pretrain.length=2048). "
+        "Train on it with model.encoders.<modality>.init=pretrained "
+        "model.encoders.<modality>.checkpoint=DIR. Running pretrain again on DIR resumes it; "
+        "only --max-steps may change (docs/pretraining.md).",
+    )
+    p.add_argument("--modality", required=True, choices=MODALITIES,
+                   help="dna: genome windows (NT-v2 6-mers, or masked bases for Enformer); rna: "
+                   "the dataset's transcripts (NT-v2); protein: its proteins (ESM-2)")
+    p.add_argument("--preset", default="tiny",
+                   help="the preset whose encoder is pretrained: tiny | tiny-nt | paper | "
+                   "paper-nt (default: tiny)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--fasta", type=Path, default=None,
+                        help="genome FASTA (dna only): random N-free windows")
+    source.add_argument("--data", type=Path, default=None,
+                        help="dataset from `build`: its train split's RNAs or proteins (valid "
+                        "split held out), or for dna the genome it was built from")
+    p.add_argument("--out", type=Path, required=True,
+                   help="directory to create or resume (the encoder checkpoint)")
+    p.add_argument("--max-steps", type=int, default=None, help="default: 2000")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 16")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 5e-4)")
+    p.add_argument("--seed", type=int, default=None, help="default: 0")
+    p.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a pretraining with other settings in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_pretrain(args: argparse.Namespace) -> int:
+    from isoformer.training.pretrain import pretrain
+
+    summary = pretrain(
+        args.modality, args.preset, args.out, fasta=args.fasta, data=args.data,
+        overrides=args.overrides, max_steps=args.max_steps, batch_size=args.batch_size,
+        lr=args.lr, seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress,
+        device=args.device,
+    )
+    print(summary.describe())
+    print(f"written: {args.out} (checkpoint, summary.json, metrics.csv, loss_curve.png)")
+    return 0
+
+
 COMMANDS = {
     "embed": (_add_embed, _run_embed),
     "train": (_add_train, _run_train),
     "baseline": (_add_baseline, _run_baseline),
+    "pretrain": (_add_pretrain, _run_pretrain),
 }
