@@ -37,7 +37,7 @@ def test_preset_contents():
     assert all(e.init == "pretrained" for e in paper.model.encoders.values())
     assert paper.model.dna_length == 196_608 and paper.model.aggregation.num_heads == 8
     assert paper.training.lr == 3e-5
-    assert paper.training.accumulation(1) == 8 and paper.training.accumulation(4) == 2
+    assert paper.training.accumulation(1) == 16 and paper.training.accumulation(4) == 4
     paper_nt = load_preset("paper-nt")
     assert paper_nt.model.encoders["dna"].kind == "nucleotide_transformer"
     assert paper_nt.model.dna_length == 12_288
