@@ -121,18 +121,23 @@ def plot_stacked_r2_per_tissue(tissues: Sequence[str], base: Sequence[float],
                                full: Sequence[float], path: str | Path,
                                labels: tuple[str, str] = ("DNA only", "DNA + RNA + protein"),
                                title: str = "") -> Path:
-    """The paper's Figure 3: per tissue, the base model's R2 with the full model's gain (or loss,
-    hatched) stacked on it, one bar per tissue."""
+    """The paper's Figure 3: per tissue, the base model's R2 (grey, from 0) with the full model's
+    gain above it in blue (above 0 where the base is negative), or its loss below the base
+    hatched, one bar per tissue; a black tick marks the full model's R2."""
     path = Path(path)
     x = np.arange(len(tissues))
-    base_r2, full_r2 = np.asarray(base, dtype=np.float64), np.asarray(full, dtype=np.float64)
-    gain = full_r2 - base_r2
+    base_r2 = np.nan_to_num(np.asarray(base, dtype=np.float64))
+    full_r2 = np.nan_to_num(np.asarray(full, dtype=np.float64))
     fig, ax = _figure(max(6.0, 0.32 * len(tissues) + 1.5), 4.0)
-    ax.bar(x, np.nan_to_num(base_r2), color="#BBBBBB", label=labels[0])
-    ax.bar(x, np.nan_to_num(np.where(gain >= 0, gain, 0.0)), bottom=np.nan_to_num(base_r2),
-           color="#4C72B0", label=f"{labels[1]} (gain)")
-    ax.bar(x, np.nan_to_num(np.where(gain < 0, gain, 0.0)), bottom=np.nan_to_num(base_r2),
-           color="white", edgecolor="#C44E52", hatch="//", label=f"{labels[1]} (loss)")
+    ax.bar(x, base_r2, color="#BBBBBB", label=labels[0])
+    floor = np.maximum(base_r2, 0.0)
+    gain, loss = full_r2 > floor, full_r2 < base_r2
+    ax.bar(x[gain], (full_r2 - floor)[gain], bottom=floor[gain], color="#4C72B0",
+           label=f"{labels[1]} (gain)")
+    ax.bar(x[loss], (base_r2 - full_r2)[loss], bottom=full_r2[loss], color="white",
+           edgecolor="#C44E52", hatch="//", label=f"{labels[1]} (loss)")
+    # The full model's value itself, also where both are negative and no bar shows it.
+    ax.scatter(x, full_r2, marker="_", s=120, color="black", zorder=3, label=labels[1])
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(x, list(tissues), rotation=90)
     ax.set_ylabel("test R$^2$")
