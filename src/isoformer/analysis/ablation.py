@@ -204,15 +204,18 @@ def collect_rows(out: Path, study: str, settings: Sequence[Setting]) -> list[dic
     return rows
 
 
-def _mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
+def _mean_std(values: Sequence[float | None]) -> tuple[float, float | None] | None:
+    """Mean and sample standard deviation (None from a single value) of the defined values."""
     defined = [v for v in values if v is not None]
     if not defined:
         return None
-    return float(np.mean(defined)), float(np.std(defined, ddof=1)) if len(defined) > 1 else 0.0
+    return float(np.mean(defined)), float(np.std(defined, ddof=1)) if len(defined) > 1 else None
 
 
-def _cell(stats: tuple[float, float] | None) -> str:
-    return "n/a" if stats is None else f"{stats[0]:.3f} +- {stats[1]:.3f}"
+def _cell(stats: tuple[float, float | None] | None) -> str:
+    if stats is None:
+        return "n/a"
+    return f"{stats[0]:.3f}" if stats[1] is None else f"{stats[0]:.3f} +- {stats[1]:.3f}"
 
 
 def study_markdown(study: str, rows: list[dict[str, Any]], settings: Sequence[Setting],
