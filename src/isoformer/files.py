@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,3 +47,14 @@ def write_text_atomic(text: str, path: str | Path) -> None:
 def write_json_atomic(data: Any, path: str | Path) -> None:
     """Indented JSON with a trailing newline; NaN or infinity is a ValueError, not invalid JSON."""
     write_text_atomic(json.dumps(data, indent=2, allow_nan=False) + "\n", path)
+
+
+def remove_files(directory: Path, names: Sequence[str]) -> None:
+    """Delete the files and folders `names` in `directory` (a previous run's outputs), leaving
+    anything else there."""
+    for name in names:
+        target = directory / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()

@@ -19,7 +19,7 @@ no bfloat16: those states are stored as their 16 bits and widened exactly on rea
 
 The key of an entry is the sha256 of the sequence (upper case) the encoder reads: isoforms that
 share a TSS share one DNA entry. What the encoder is (config, weights, window) lives in the
-header, which a user of the cache must match exactly (`header_differences`).
+header, which a user of the cache must match exactly (`describe_differences`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import torch
 
 from isoformer.errors import IsoformerError
 from isoformer.files import atomic_output, write_json_atomic
+from isoformer.typed_config import differing_keys
 
 CACHE_FILE = "cache.json"
 FORMAT_VERSION = 1
@@ -62,19 +63,10 @@ def from_storage(stored: np.ndarray, dtype: str) -> np.ndarray:
     return (stored.astype(np.uint32) << 16).view(np.float32)
 
 
-def header_differences(built: dict[str, Any], wanted: dict[str, Any],
-                       prefix: str = "") -> list[str]:
-    """Dotted names of the header fields that differ, e.g. ["encoders.dna.hidden_layer"]."""
-    if isinstance(built, dict) and isinstance(wanted, dict):
-        return [name for key in sorted(set(built) | set(wanted))
-                for name in header_differences(built.get(key), wanted.get(key), f"{prefix}{key}.")]
-    return [] if built == wanted else [prefix.rstrip(".")]
-
-
 def describe_differences(built: dict[str, Any], wanted: dict[str, Any]) -> str:
     """One line naming each differing field with the cache's and the wanted value."""
     parts = []
-    for name in header_differences(built, wanted):
+    for name in differing_keys(built, wanted):
         have, want = _lookup(built, name), _lookup(wanted, name)
         if name.endswith("weights_sha256"):
             have, want = str(have)[:12], str(want)[:12]  # the digest's start is enough to see

@@ -50,6 +50,7 @@ from isoformer.training.run import (
     dataset_fingerprint,
     remove_run_files,
 )
+from isoformer.typed_config import differing_keys
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +106,6 @@ def log_parameter_memory(model: IsoFormer, training: TrainingConfig) -> None:
              format_bytes(counts["optimizer_bytes"]))
 
 
-def _differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys = sorted(set(old) | set(new))
-        return [
-            k
-            for key in keys
-            for k in _differing_keys(old.get(key), new.get(key), f"{prefix}{key}.")
-        ]
-    return [] if old == new else [prefix.rstrip(".")]
-
-
 def _prepare_run_dir(
     out: Path, config: RunConfig, fingerprint: dict[str, Any], overwrite: bool
 ) -> Path | None:
@@ -127,7 +117,7 @@ def _prepare_run_dir(
         previous = Run.open(out)
         differing = [
             key
-            for key in _differing_keys(config_to_dict(previous.config), config_to_dict(config))
+            for key in differing_keys(config_to_dict(previous.config), config_to_dict(config))
             if key not in RESUMABLE_CHANGES
         ]
         if differing:

@@ -79,9 +79,10 @@ from isoformer.data.genome import Genome, mask_non_acgtn, reverse_complement
 from isoformer.encoders.base import EncoderConfig
 from isoformer.encoders.mlm import IGNORE_INDEX, MaskedBatch, Masking, MlmObjective, build_objective
 from isoformer.errors import IsoformerError
-from isoformer.files import atomic_output, write_json_atomic, write_text_atomic
+from isoformer.files import atomic_output, remove_files, write_json_atomic, write_text_atomic
 from isoformer.model.config import ModelConfig, apply_overrides, load_preset
 from isoformer.typed_config import to_plain
+from isoformer.typed_config import differing_keys
 
 log = logging.getLogger(__name__)
 
@@ -383,32 +384,16 @@ def _data_identity(fasta: Path | None, data: Path | None, modality: str) -> dict
 
 
 # ------------------------------------------------------------------------------------ run dir
-def _differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [k for key in sorted(set(old) | set(new))
-                for k in _differing_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
-    return [] if old == new else [prefix.rstrip(".")]
-
-
-def remove_pretrain_files(out: Path) -> None:
-    for name in PRETRAIN_FILES:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-
-
 def _prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
     """Create or check DIR; return the checkpoint to resume from (None: a fresh start)."""
     settings_path = out / SETTINGS_FILE
     if settings_path.exists():
         if overwrite:
             log.info("--overwrite: removing the previous pretraining's files in %s", out)
-            remove_pretrain_files(out)
+            remove_files(out, PRETRAIN_FILES)
         else:
             previous = json.loads(settings_path.read_text(encoding="utf-8"))
-            differing = [key for key in _differing_keys(previous, settings)
+            differing = [key for key in differing_keys(previous, settings)
                          if key not in RESUMABLE_CHANGES and key != "isoformer_version"]
             if differing:
                 raise IsoformerError(

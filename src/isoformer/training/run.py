@@ -35,8 +35,7 @@ import yaml
 from isoformer.data.dataset import read_metadata
 from isoformer.data.schema import TRANSCRIPTS_FILE
 from isoformer.errors import IsoformerError
-from isoformer.files import write_json_atomic
-from isoformer.files import write_text_atomic
+from isoformer.files import remove_files, write_json_atomic, write_text_atomic
 from isoformer.model.config import RunConfig, config_from_dict, save_config
 from isoformer.model.isoformer import IsoFormer
 from isoformer.model.kmer_baseline import KmerBaseline, KmerBaselineConfig
@@ -57,12 +56,7 @@ RUN_FILES = (CONFIG_FILE, STATISTICS_FILE, DATASET_FILE, SUMMARY_FILE, MODEL_DIR
 
 def remove_run_files(directory: Path) -> None:
     """Delete a previous run's files (RUN_FILES) from `directory`, leaving anything else there."""
-    for name in RUN_FILES:
-        target = directory / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    remove_files(directory, RUN_FILES)
 
 
 @dataclass
