@@ -18,7 +18,13 @@ import pytest
 from test_gtex import EXPECTED, TISSUES
 
 from isoformer.data.build import build_dataset
-from isoformer.data.schema import METADATA_FILE, TRANSCRIPT_COLUMNS, TRANSCRIPTS_FILE
+from isoformer.data.dataset import read_transcripts
+from isoformer.data.schema import (
+    METADATA_FILE,
+    STRUCTURE_COLUMNS,
+    TRANSCRIPT_COLUMNS,
+    TRANSCRIPTS_FILE,
+)
 from isoformer.data.splits import (
     assign_chromosome_splits,
     check_chromosomes_present,
@@ -53,7 +59,7 @@ def test_build_end_to_end(inputs, tmp_path):
     out = tmp_path / "dataset"
     report = build(inputs, out, dna_length=24, test_fraction=0.5, val_fraction=0.0, seed=3)
     table = pl.read_parquet(out / TRANSCRIPTS_FILE)
-    assert table.columns == [*TRANSCRIPT_COLUMNS, *TISSUES]
+    assert table.columns == [*TRANSCRIPT_COLUMNS, *STRUCTURE_COLUMNS, *TISSUES]
     assert [table[t].dtype for t in TISSUES] == [pl.Float32] * 3
     assert table["transcript_id"].to_list() == [
         "ENST00000000001.1",
@@ -93,6 +99,16 @@ def test_build_end_to_end(inputs, tmp_path):
     minus = table.row(2, named=True)
     assert (minus["strand"], minus["start"], minus["end"], minus["tss"]) == ("-", 33, 96, 95)
     assert minus["protein"] == "KRSGLIQWV"
+    # Structure, from the GTF's 1-based exon rows: ENST...01 11-30, 51-80, 101-115 (first CDS row
+    # phase 0); ENST...02 11-60 (no CDS); ENST...03 (-) 34-40, 52-70, 85-96, its first CDS row in
+    # transcript order is the highest one, 85-96, with phase 2.
+    assert table.select(STRUCTURE_COLUMNS).rows() == [
+        ([10, 50, 100], [30, 80, 115], 0),
+        ([10], [60], 0),
+        ([33, 51, 84], [40, 70, 96], 2),
+    ]
+    assert table.schema["exon_starts"] == pl.List(pl.Int64)
+    assert table.schema["cds_phase"] == pl.Int64
     np.testing.assert_allclose(table.select(TISSUES).to_numpy(), EXPECTED[:3], rtol=1e-6)
 
     # Two genes, test_fraction 0.5 -> one test gene; the isoforms of ENSG...01 share a split.
@@ -140,6 +156,17 @@ def test_protein_coding_only_unusable_cds_and_non_acgtn(inputs, tmp_path):
         "non_coding": 2,
         "unusable_cds_phase_mismatch": 1,
     }
+
+
+def test_datasets_without_structure_columns_still_read(inputs, tmp_path):
+    # A dataset built before the structure columns existed: the same table without them.
+    out = tmp_path / "dataset"
+    build(inputs, out)
+    path = out / TRANSCRIPTS_FILE
+    pl.read_parquet(path).drop(STRUCTURE_COLUMNS).write_parquet(path)
+    table = read_transcripts(out)
+    assert table.columns == [*TRANSCRIPT_COLUMNS, *TISSUES]
+    assert table.height == 3
 
 
 def test_tissue_without_samples_gives_nan_targets(inputs, tmp_path):

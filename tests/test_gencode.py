@@ -229,6 +229,7 @@ def test_minus_coding_transcript_with_phase_2_and_a_split_stop_codon(transcripts
         cds_length=32,
         utr3_length=6,
         non_acgtn=0,
+        cds_phase=2,
     )
 
 

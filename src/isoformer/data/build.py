@@ -30,7 +30,12 @@ from isoformer.constants import DEFAULT_DNA_LENGTH, SPLITS, TISSUES
 from isoformer.data.gencode import UnusableCdsError, read_gtf, transcript_sequences
 from isoformer.data.genome import Genome
 from isoformer.data.gtex import read_sample_tissues, read_tissue_expression
-from isoformer.data.schema import METADATA_FILE, TRANSCRIPT_COLUMNS, TRANSCRIPTS_FILE
+from isoformer.data.schema import (
+    METADATA_FILE,
+    STRUCTURE_COLUMNS,
+    TRANSCRIPT_COLUMNS,
+    TRANSCRIPTS_FILE,
+)
 from isoformer.data.splits import (
     SPLIT_METHODS,
     assign_chromosome_splits,
@@ -113,7 +118,9 @@ def build_dataset(
             f"{next(iter(annotation.transcripts), 'none')}): are they the same GENCODE release?"
         )
 
-    rows: dict[str, list[Any]] = {column: [] for column in TRANSCRIPT_COLUMNS if column != "split"}
+    rows: dict[str, list[Any]] = {
+        column: [] for column in (*TRANSCRIPT_COLUMNS, *STRUCTURE_COLUMNS) if column != "split"
+    }
     target_rows: list[int] = []
     non_acgtn = transcripts_with_non_acgtn = 0
     shared = [tx for tid, tx in annotation.transcripts.items() if tid in in_gct]
@@ -147,6 +154,9 @@ def build_dataset(
                 ("utr5_length", seqs.utr5_length),
                 ("cds_length", seqs.cds_length),
                 ("utr3_length", seqs.utr3_length),
+                ("exon_starts", [start for start, _ in tx.exons]),
+                ("exon_ends", [end for _, end in tx.exons]),
+                ("cds_phase", seqs.cds_phase),
             ):
                 rows[column].append(value)
             target_rows.append(in_gct[tx.transcript_id])
@@ -260,7 +270,7 @@ def check_tissues(tissues: Sequence[str] | None) -> list[str]:
     repeated = sorted(t for t, n in Counter(tissues).items() if n > 1)
     if repeated:
         raise IsoformerError(f"--tissues lists {', '.join(repeated)} more than once")
-    clashes = [t for t in tissues if t in TRANSCRIPT_COLUMNS]
+    clashes = [t for t in tissues if t in (*TRANSCRIPT_COLUMNS, *STRUCTURE_COLUMNS)]
     if clashes:
         raise IsoformerError(f"--tissues: {', '.join(clashes)} would clash with a dataset column")
     return tissues
@@ -276,19 +286,24 @@ def check_output_dir(out: Path) -> None:
 def make_table(
     rows: dict[str, list[Any]], splits: list[str], tissues: list[str], targets: np.ndarray
 ) -> pl.DataFrame:
-    """transcripts.parquet's table: the schema columns, then one float32 column per tissue."""
+    """transcripts.parquet's table: the schema columns, the structure columns when `rows` holds
+    them (an InstaDeep import has no exons), then one float32 column per tissue."""
     columns: dict[str, pl.Series] = {}
-    for column in TRANSCRIPT_COLUMNS:
+    structure = STRUCTURE_COLUMNS if STRUCTURE_COLUMNS[0] in rows else ()
+    for column in (*TRANSCRIPT_COLUMNS, *structure):
         values = splits if column == "split" else rows[column]
-        dtype = (
-            pl.Int64
-            if column in ("start", "end", "tss") or column.endswith("_length")
-            else pl.String
-        )
-        columns[column] = pl.Series(column, values, dtype=dtype)
+        columns[column] = pl.Series(column, values, dtype=_column_dtype(column))
     for t, tissue in enumerate(tissues):
         columns[tissue] = pl.Series(tissue, targets[:, t], dtype=pl.Float32)
     return pl.DataFrame(columns)
+
+
+def _column_dtype(column: str) -> pl.DataType:
+    if column in ("exon_starts", "exon_ends"):
+        return pl.List(pl.Int64)
+    if column in ("start", "end", "tss", "cds_phase") or column.endswith("_length"):
+        return pl.Int64
+    return pl.String
 
 
 def base_metadata(tissues: list[str], dna_length: int, fasta: Path) -> dict[str, Any]:

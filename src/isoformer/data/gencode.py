@@ -13,6 +13,8 @@ becomes `[start - 1, end)`). The sequence rules, pinned by tests/test_gencode.py
   the stop_codon rows within `rna`, including the phase-skipped leading bases and any trailing
   incomplete codon, so `rna[utr5:utr5 + cds]` is the annotated ORF and the three lengths sum to
   `len(rna)`. Transcripts without CDS have no UTRs: all three are 0.
+- `cds_phase`: the phase of the first CDS row in transcript order, so the translated frame starts
+  at `rna[utr5_length + cds_phase]`; 0 without CDS.
 """
 
 from __future__ import annotations
@@ -295,6 +297,7 @@ class TranscriptSequences:
     cds_length: int
     utr3_length: int
     non_acgtn: int  # bases of `rna` that were not A/C/G/T/N in the FASTA and now read N
+    cds_phase: int = 0  # phase of the first CDS row in transcript order; 0 without CDS
 
 
 def translate(coding: str) -> str:
@@ -388,6 +391,7 @@ def transcript_sequences(
         cds_length=orf_end - orf_start,
         utr3_length=len(rna) - orf_end,
         non_acgtn=non_acgtn,
+        cds_phase=first_phase,
     )
 
 

@@ -16,6 +16,13 @@ as the tissue (log(1 + mean TPM)):
     utr5_length, cds_length, utr3_length  int64  lengths within `rna` (cds includes the stop codon)
     split           str   "train" | "valid" | "test"; all isoforms of a gene share one split
 
+then the transcript structure (STRUCTURE_COLUMNS), which `isoformer build` writes and variant
+effects need; datasets built before it, or imported from InstaDeep's CSV, lack these columns, and
+everything else reads them as before:
+    exon_starts, exon_ends  list[int64]  the exons in genome order, 0-based half-open (as start/end)
+    cds_phase       int64 phase of the first CDS row in transcript order: the translated frame
+                          starts at `rna[utr5_length + cds_phase]`; 0 for non-coding transcripts
+
 DNA windows are not stored: they are read from the indexed FASTA named in metadata.json at load
 time, so one dataset serves any window length.
 """
@@ -37,5 +44,6 @@ TRANSCRIPT_COLUMNS: tuple[str, ...] = (
     "utr3_length",
     "split",
 )
+STRUCTURE_COLUMNS: tuple[str, ...] = ("exon_starts", "exon_ends", "cds_phase")
 TRANSCRIPTS_FILE = "transcripts.parquet"
 METADATA_FILE = "metadata.json"
