@@ -135,7 +135,7 @@ def _attribute(attributes: str, key: str) -> str | None:
 
 
 @contextmanager
-def _open_text(path: Path, progress: bool) -> Iterator[TextIO]:
+def open_text(path: Path, progress: bool = False) -> Iterator[TextIO]:
     """Lines of a plain or gzipped text file, with a byte-progress bar when `progress`."""
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
@@ -160,7 +160,7 @@ def read_gtf(path: str | Path, progress: bool = True) -> GtfReadResult:
     rows: dict[str, _TranscriptRows] = {}
     counts: Counter[str] = Counter()
     try:
-        with _open_text(path, progress) as lines:
+        with open_text(path, progress) as lines:
             for number, line in enumerate(lines, start=1):
                 if line.startswith("#") or not line.strip():
                     continue
