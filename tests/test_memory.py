@@ -22,15 +22,15 @@ from isoformer.model.isoformer import IsoFormer
 from isoformer.training.memory import (
     ComponentMemory,
     MemoryEstimate,
-    random_init_config,
-    _WindowEncoder,
     cast_for_precision,
     estimate_memory,
     format_bytes,
     measure_training_step,
     parse_size,
     precision_context,
+    random_init_config,
 )
+from isoformer.training.memory.parts import WindowEncoder
 
 GIB = 2**30
 # Tiny preset at lengths past the short inputs the estimate runs (DNA windows up to 1,024 bp,
@@ -320,7 +320,7 @@ def test_short_windows_keep_the_official_enformer_crop():
     from isoformer.encoders.base import EncoderConfig
 
     config = EncoderConfig(kind="enformer", architecture={"preset": "paper"})
-    window = _WindowEncoder(config, 196_608, 896, 128, 128)
+    window = WindowEncoder(config, 196_608, 896, 128, 128)
     windows = window.short_windows()
     assert windows == [3072, 6144, 9216, 12288]  # 24..96 bins, 14..56 kept: 896 / 1536 = 7 / 12
     short = window.config_at(6144)
