@@ -6,12 +6,14 @@ states with a validity mask (`forward`). Aggregation and heads only ever see `En
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -142,6 +144,11 @@ class SequenceEncoder(nn.Module, ABC):
     model's users log them once per epoch or per prediction run, never per batch. Frozen parts,
     and every BatchNorm under `freeze_batchnorm`, stay in eval mode whatever `train()` is asked
     (the one place of that rule).
+
+    Attribution (gradient x input) reaches the input representation through
+    `input_representations` and maps its rows back to sequence positions with `token_spans`;
+    subclasses pass that representation through `capture_input` and build their graph when
+    `records_graph` says so.
     """
 
     config: EncoderConfig
@@ -155,6 +162,8 @@ class SequenceEncoder(nn.Module, ABC):
     def __init__(self) -> None:
         super().__init__()
         self.crops = CropCounts(self.unit)
+        # The list `input_representations` fills while an attribution asks; None otherwise.
+        self._captured_inputs: list[torch.Tensor] | None = None
 
     @abstractmethod
     def tokenize(self, sequences: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -180,6 +189,47 @@ class SequenceEncoder(nn.Module, ABC):
             f"{self.config.kind}: this encoder does not expose self-attention maps (transformer "
             "encoders do: nucleotide_transformer, esm2)"
         )
+
+    def token_spans(self, sequences: Sequence[str]) -> list[np.ndarray]:
+        """Where each token of `tokenize(sequences)` lies in its sequence as given (uncropped).
+
+        Per sequence an int64 array [L_i, 2] of 0-based half-open (start, end) positions, one row
+        per token in `tokenize`'s order (padding excluded); special tokens (`<cls>`, `<eos>`) are
+        the empty span (0, 0). Nothing is counted in `crops`.
+        """
+        raise IsoformerError(f"{self.config.kind}: this encoder does not map its tokens to "
+                             "sequence positions")
+
+    @contextlib.contextmanager
+    def input_representations(self) -> Iterator[list[torch.Tensor]]:
+        """For attribution: within the block every forward pass builds its autograd graph from
+        the input representation, frozen parameters or not, and appends that representation to
+        the yielded list, a leaf tensor requiring grad.
+
+        One-hot encoders give the windows [B, L, 4] (A, C, G, T), token encoders the token
+        embeddings [B, L, D] (the embedding layer's output); row l is the token `token_spans`
+        places at row l.
+        """
+        captured: list[torch.Tensor] = []
+        self._captured_inputs = captured
+        try:
+            yield captured
+        finally:
+            self._captured_inputs = None
+
+    def records_graph(self, trainable: bool) -> bool:
+        """Whether this forward pass builds an autograd graph: gradients are enabled, and some
+        parameter on its path trains (`trainable`) or `input_representations` is capturing."""
+        return torch.is_grad_enabled() and (trainable or self._captured_inputs is not None)
+
+    def capture_input(self, representation: torch.Tensor) -> torch.Tensor:
+        """The input representation [B, L, C] the forward pass continues from: `representation`
+        itself, or within `input_representations` a recorded leaf copy of it requiring grad."""
+        if self._captured_inputs is None:
+            return representation
+        leaf = representation.detach().requires_grad_(True)
+        self._captured_inputs.append(leaf)
+        return leaf
 
     def train(self, mode: bool = True) -> SequenceEncoder:
         super().train(mode)

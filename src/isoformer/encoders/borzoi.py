@@ -165,7 +165,7 @@ class BorzoiEncoder(DnaWindowEncoder):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
         one_hot = self.channels_first(inputs)  # [B, 4, L]
-        with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(self.model)):
+        with torch.set_grad_enabled(self.records_graph(any_trainable(self.model))):
             hidden = self._embeddings(one_hot, self.checkpointing)  # [B, dim, bins]
         hidden = hidden.transpose(1, 2)  # [B, bins, dim]
         mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)

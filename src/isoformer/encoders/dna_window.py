@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
-from isoformer.encoders.base import SequenceEncoder
+from isoformer.encoders.base import SequenceEncoder, crop_sequence
 from isoformer.encoders.tokenizers import one_hot_encode
 from isoformer.errors import IsoformerError
 
@@ -37,8 +38,19 @@ class DnaWindowEncoder(SequenceEncoder):
         one_hot, _ = one_hot_encode(self.crop_batch(sequences), unknown="n")
         return {"one_hot": one_hot}
 
+    def token_spans(self, sequences: Sequence[str]) -> list[np.ndarray]:
+        """One base per token: the positions the crop keeps, as (start, end) rows [L, 2] (see
+        the base)."""
+        spans = []
+        for sequence in sequences:
+            kept = np.array(crop_sequence(list(range(len(sequence))), self.max_length,
+                                          self.crop_rule), dtype=np.int64)
+            spans.append(np.stack([kept, kept + 1], axis=1))
+        return spans
+
     def channels_first(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """`inputs["one_hot"]` [B, max_length, 4] -> [B, 4, max_length] in the weights' dtype.
+        """`inputs["one_hot"]` [B, max_length, 4] -> [B, 4, max_length] in the weights' dtype,
+        the one-hot being the input representation of an attribution (`capture_input`).
 
         The cast lets the float32 one-hot meet bfloat16 / float64 convolutions (`bf16-true`,
         `64-true`); under autocast the convolutions cast it themselves.
@@ -50,4 +62,4 @@ class DnaWindowEncoder(SequenceEncoder):
                 f"{list(one_hot.shape)} (tokenize crops longer windows to max_length)"
             )
         dtype = next(self.parameters()).dtype
-        return one_hot.transpose(1, 2).to(dtype)
+        return self.capture_input(one_hot).transpose(1, 2).to(dtype)

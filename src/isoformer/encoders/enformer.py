@@ -164,7 +164,7 @@ class EnformerEncoder(DnaWindowEncoder):
     def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
         one_hot = self.channels_first(inputs)  # [B, 4, L]
         model = self.model
-        with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(model)):
+        with torch.set_grad_enabled(self.records_graph(any_trainable(model))):
             checkpointed = self.checkpointing
             # The stem and the tower run at 1- to 64-bp resolution: most of the memory is there.
             x = run_stages([model.stem, *model.conv_tower], one_hot, checkpointed)  # [B, dim, bins]

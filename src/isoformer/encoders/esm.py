@@ -25,10 +25,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import EsmConfig, EsmModel
 
-from isoformer.encoders.base import CropRule, EncoderConfig
+from isoformer.encoders.base import CropRule, EncoderConfig, crop_sequence
 from isoformer.encoders.esm_backbone import EsmBackboneEncoder
 from isoformer.encoders.loading import load_checkpoint, require_every_weight
 from isoformer.encoders.tokenizers import ProteinTokenizer, pad_token_ids
@@ -128,6 +129,17 @@ class EsmEncoder(EsmBackboneEncoder):
         ]
         input_ids, attention_mask = pad_token_ids(token_ids, self.tokenizer.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def token_spans(self, sequences: Sequence[str]) -> list[np.ndarray]:
+        """`<cls>` (0, 0), one residue per token over the residues the crop keeps, `<eos>` (0, 0):
+        [L + 2, 2] per sequence (see the base)."""
+        spans = []
+        for protein in sequences:
+            kept = np.array(crop_sequence(list(range(len(protein))), self.max_length,
+                                          self.crop_rule), dtype=np.int64)
+            special = np.zeros((1, 2), dtype=np.int64)
+            spans.append(np.concatenate([special, np.stack([kept, kept + 1], axis=1), special]))
+        return spans
 
     @classmethod
     def from_pretrained(cls, checkpoint: str = ESM2_CHECKPOINT, **config_fields: Any) -> EsmEncoder:

@@ -13,6 +13,9 @@ kernel where the device has one and never stores the [B, H, L, L] weights. Only
 `forward_with_attentions` (attention analysis) switches the backbone to transformers' `eager`
 implementation, which computes the weights explicitly, for that one call: a forward hook on each
 layer's `attention.self` takes them, and `sdpa` is restored afterwards, even on an error.
+
+Attribution: the input representation (`SequenceEncoder.input_representations`) is the embedding
+layer's output [B, L, D], after ESM-2's token-dropout rescaling, one row per token.
 """
 
 from __future__ import annotations
@@ -105,9 +108,11 @@ class EsmBackboneEncoder(SequenceEncoder):
         backbone = self.backbone
         if not torch.is_inference_mode_enabled():
             self._drop_inference_rotary_tables()
-        with torch.set_grad_enabled(torch.is_grad_enabled() and any_trainable(backbone)):
+        with torch.set_grad_enabled(self.records_graph(any_trainable(backbone))):
             # ESM-2's token_dropout rescales embeddings by the share of <mask> among real tokens.
-            hidden = backbone.embeddings(input_ids=input_ids, attention_mask=attention_mask)
+            hidden = self.capture_input(
+                backbone.embeddings(input_ids=input_ids, attention_mask=attention_mask)
+            )  # [B, L, D]
             # Additive mask [B, 1, 1, L]: no token attends to padding.
             extended_mask = backbone.get_extended_attention_mask(
                 attention_mask.long(), input_ids.shape
