@@ -8,7 +8,12 @@ import stat
 
 import pytest
 
-from isoformer.files import atomic_output, write_json_atomic, write_text_atomic
+from isoformer.files import (
+    atomic_directory,
+    atomic_output,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 def test_content_lands_and_no_temporary_file_remains(tmp_path):
@@ -44,3 +49,21 @@ def test_outputs_get_the_umask_mode_not_the_private_temporary_one(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o644
+
+
+def test_a_directory_appears_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError), atomic_directory(target) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    target.mkdir()  # an empty directory is replaced
+    previous = os.umask(0o022)
+    try:
+        with atomic_directory(target) as tmp:
+            (tmp / "a.txt").write_text("whole")
+    finally:
+        os.umask(previous)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert (target / "a.txt").read_text() == "whole"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755

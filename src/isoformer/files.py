@@ -33,6 +33,28 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+@contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory beside `path`; rename it to `path` when the block succeeds.
+
+    `path` must be absent or an empty directory (callers refuse anything else with their own
+    message). When the block raises, the temporary directory and everything in it are removed and
+    `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private
+        if path.is_dir():
+            path.rmdir()  # empty: a rename cannot replace a directory portably
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _umask() -> int:
     mask = os.umask(0)  # reading the umask means setting it: put it straight back
     os.umask(mask)
