@@ -336,7 +336,7 @@ def transcript_sequences(
     if not tx.cds:
         return TranscriptSequences(rna, "", 0, 0, 0, non_acgtn)
 
-    to_rna = _TranscriptCoordinates(tx)
+    to_rna = TranscriptCoordinates(tx.exons, tx.strand)
     # CDS rows in transcript order: (rna_start, rna_end, phase).
     cds_rows = []
     for start, end, phase in tx.cds:
@@ -395,14 +395,17 @@ def transcript_sequences(
     )
 
 
-class _TranscriptCoordinates:
-    """Maps a genome interval inside one exon to its 0-based half-open interval within `rna`."""
+class TranscriptCoordinates:
+    """Maps a genome interval inside one exon to its 0-based half-open interval within `rna`.
 
-    def __init__(self, tx: Transcript):
-        self.exons = tx.exons
-        self.minus = tx.strand == "-"
+    `exons` in genome order; an empty interval (an insertion point) maps to an empty one.
+    """
+
+    def __init__(self, exons: tuple[Interval, ...], strand: str):
+        self.exons = exons
+        self.minus = strand == "-"
         self.offsets = [0]  # genome-order offset of each exon within the spliced sequence
-        for start, end in tx.exons:
+        for start, end in exons:
             self.offsets.append(self.offsets[-1] + end - start)
 
     def __call__(self, start: int, end: int) -> Interval | None:
@@ -432,7 +435,7 @@ def _single_span(fail, spans: list[Interval]) -> Interval:
 
 
 def _with_selenocysteine(
-    protein: str, tx: Transcript, to_rna: _TranscriptCoordinates, frame_start: int
+    protein: str, tx: Transcript, to_rna: TranscriptCoordinates, frame_start: int
 ) -> str:
     """Reads each Selenocysteine-annotated UGA as U instead of a stop."""
     if not tx.selenocysteine:
