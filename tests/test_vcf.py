@@ -80,6 +80,7 @@ def test_plain_gzip_is_refused_with_a_hint(tmp_path):
         ("chr1\t5\t.\t.\tG\t.\t.\t.", "REF is missing ('.')"),
         ("chr1\t5\t.\tA\tGZ\t.\t.\t.", "ALT 'GZ' has bases other than A, C, G, T, N and is not "
          "symbolic"),
+        ("\t5\t.\tA\tG\t.\t.\t.", "CHROM is empty"),
         ("chr1\t5\t.\tA\tG", f"{TOO_FEW_FIELDS}, found 5"),
         ("chr1 5 . A G . . .", f"{TOO_FEW_FIELDS}, found 1"),
     ],

@@ -11,9 +11,10 @@
 - Symbolic ALTs are skipped and counted (`VcfCounts.symbolic`): `<...>` (`<DEL>`, `<NON_REF>`,
   `<*>`), `*` (overlapping deletion), `.` (no ALT), breakends (`G[chr2:5[`, `]chr2:5]G`) and
   single breakends (`G.`, `.G`).
-- Malformed records raise InputFormatError naming the file and line: POS not an integer >= 1,
-  fewer than 8 fields, REF missing or with bases other than A/C/G/T/N, an ALT of other bases
-  that is not symbolic, or anything else htslib cannot parse. REF and ALT come back upper case.
+- Malformed records raise InputFormatError naming the file and line: an empty CHROM, POS not an
+  integer >= 1, fewer than 8 fields, REF missing or with bases other than A/C/G/T/N, an ALT of
+  other bases that is not symbolic, or anything else htslib cannot parse. REF and ALT come back
+  upper case.
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ def _open_variant_file(path: Path) -> pysam.VariantFile:
 def _split_alleles(
     path: Path, line: int, record: pysam.VariantRecord, counts: VcfCounts
 ) -> Iterator[Variant]:
+    if not record.chrom:
+        raise InputFormatError(path, "CHROM is empty", line)
     if record.pos < 1:
         raise InputFormatError(path, f"POS {record.pos} is not a position >= 1", line)
     ref = record.ref.upper()
@@ -195,4 +198,4 @@ def _diagnose(path: Path, number: int, err: Exception) -> str:
         )
     if not fields[1].isdigit():
         return f"POS {fields[1]!r} is not a position >= 1"
-    return f"not a valid VCF record ({err}): {text.rstrip()[:80]!r}"
+    return f"htslib cannot parse this record: {text.rstrip()[:80]!r}"
