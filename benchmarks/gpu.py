@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from isoformer.model.config import load_preset
 from isoformer.model.isoformer import IsoFormer
 from isoformer.model.prediction import predict_batch
-from isoformer.training.memory import random_init_config
+from isoformer.training.memory import count_flops, random_init_config
 from isoformer.training.module import masked_mse
 
 # bf16 dense tensor-core peaks (TFLOP/s, no sparsity) from the vendors' data sheets.
@@ -87,12 +86,6 @@ def timed(step: Any, device: torch.device, steps: int) -> float:
         step()
     synchronize(device)
     return (time.perf_counter() - start) / steps
-
-
-def count_flops(step: Any) -> int:
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
 
 
 def largest_fitting(run_at: Any, device: torch.device, limit: int) -> tuple[int, float]:

@@ -1,6 +1,7 @@
 """The memory estimate (`isoformer.training.memory`): counts against the built model, activations
 extrapolated from short inputs against a direct measurement and against the process's peak
-resident memory, the micro-batch proposal, size strings."""
+resident memory, the micro-batch proposal, size strings; FLOPs counted analytically on single
+layers, per sample and extrapolated against a direct count, an epoch's GPU-hours."""
 
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ import torch.nn.functional as F
 from isoformer.errors import IsoformerError
 from isoformer.model.config import apply_overrides, load_preset
 from isoformer.model.isoformer import IsoFormer
+from isoformer.model.prediction import predict_batch
 from isoformer.training.memory import (
     ComponentMemory,
     MemoryEstimate,
     cast_for_precision,
+    count_flops,
     estimate_memory,
     format_bytes,
+    format_flops,
     measure_training_step,
     parse_size,
     precision_context,
@@ -71,6 +75,22 @@ def long_estimate(long_config):
     return estimate_memory(long_config, gpu_memory_bytes=parse_size("1GiB"))
 
 
+@pytest.fixture(scope="module")
+def short_estimate():
+    return estimate_memory(tiny(*SHORT))
+
+
+def training_step_flops(model: IsoFormer, batch: list[dict[str, str]]) -> int:
+    """A direct count of one training step: forward, masked MSE, backward."""
+    from isoformer.training.module import masked_mse
+
+    def step() -> None:
+        predictions = predict_batch(model, batch)
+        masked_mse(predictions, torch.zeros_like(predictions)).backward()
+
+    return count_flops(step)
+
+
 # ---- sizes
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -96,9 +116,9 @@ def test_format_bytes():
 
 # ---- weights, gradients, optimiser state: the built model's counts
 
-def test_counts_equal_the_built_model():
+def test_counts_equal_the_built_model(short_estimate):
     config = tiny(*SHORT)
-    estimate = estimate_memory(config)
+    estimate = short_estimate
     model = IsoFormer(config.model)
     parameters = list(model.parameters())
     trainable = sum(p.numel() for p in parameters if p.requires_grad)
@@ -302,6 +322,109 @@ def test_report_lines(long_estimate):
     assert json.loads(json.dumps(long_estimate.to_dict()))["effective_batch"] == 32
 
 
+# ---- FLOPs
+
+def test_format_flops():
+    assert format_flops(0) == "0 FLOP"
+    assert format_flops(1234) == "1.23 kFLOP"
+    assert format_flops(4.5e14) == "450 TFLOP"
+    assert format_flops(1.44e18) == "1.44 EFLOP"
+
+
+def test_a_linear_layer_counts_2_b_in_out_forward_and_twice_that_backward():
+    linear = torch.nn.Linear(16, 8)
+    x = torch.randn(3, 16, requires_grad=True)
+    assert count_flops(lambda: linear(x)) == 2 * 3 * 16 * 8
+    # Backward: the input's gradient and the weight's, each a matmul like the forward's.
+    assert count_flops(lambda: linear(x).sum().backward()) == 3 * (2 * 3 * 16 * 8)
+
+
+def test_cpu_fused_attention_is_counted_as_its_matmuls():
+    """q, k, v [B=2, H=3, L=10, E=4]: scores q k^T and scores @ v, 2 B H L^2 E each forward; the
+    fused backward recomputes the scores (as flash kernels do) and takes four more: 5 x."""
+    q, k, v = (torch.randn(2, 3, 10, 4, requires_grad=True) for _ in range(3))
+    matmul = 2 * 2 * 3 * 10 * 10 * 4
+    assert count_flops(lambda: F.scaled_dot_product_attention(q, k, v)) == 2 * matmul
+    fused = count_flops(lambda: F.scaled_dot_product_attention(q, k, v).sum().backward())
+    assert fused == 7 * matmul
+
+    def explicit() -> None:
+        weights = (q @ k.transpose(-1, -2) / 2.0).softmax(dim=-1)
+        (weights @ v).sum().backward()
+
+    assert count_flops(explicit) == 6 * matmul  # no recomputation: 2 forward, 4 backward
+    assert fused - count_flops(explicit) == matmul
+
+
+def test_an_encoders_sdpa_attention_counts_what_its_eager_attention_does():
+    """Tiny ESM-2: under sdpa (what training runs) every layer counts as under eager attention
+    (the weights computed explicitly) plus the scores recomputed backward, 2 B L^2 d a layer."""
+    from isoformer.encoders.registry import build_encoder
+
+    encoder = build_encoder(load_preset("tiny").model.encoders["protein"]).train()
+    inputs = encoder.tokenize(["MKTAYIAKQR" * 5] * 2)
+    batch, length = inputs["input_ids"].shape
+    counts = {}
+    for implementation in ("sdpa", "eager"):
+        encoder.backbone.set_attn_implementation(implementation)
+        counts[implementation] = count_flops(
+            lambda: encoder(inputs).hidden.float().sum().backward())
+    encoder_config = encoder.backbone.config
+    recomputed = 2 * batch * length**2 * encoder_config.hidden_size
+    assert counts["sdpa"] - counts["eager"] == encoder_config.num_hidden_layers * recomputed
+
+
+def test_flops_per_sample_equal_a_direct_count_of_a_training_step(short_estimate):
+    config = tiny(*SHORT)
+    assert not any(c.extrapolated for c in short_estimate.components)
+    model = IsoFormer(config.model).train()
+    batch = records(config, 2)
+    one, two = training_step_flops(model, batch[:1]), training_step_flops(model, batch)
+    assert short_estimate.flops_per_sample == pytest.approx(two - one, rel=1e-9)
+    assert short_estimate.fixed_flops == pytest.approx(2 * one - two, rel=1e-9, abs=1.0)
+    assert short_estimate.flops_per_sample > 0.99 * one  # FLOPs grow with the batch
+
+
+def test_extrapolated_flops_equal_a_direct_count(long_config, long_estimate):
+    """FLOPs are exactly polynomial in the length (matmuls, convolutions, attention): the fit
+    from 32-128 tokens and 256-1,024 bp lands on the direct count at 257 / 258 tokens and
+    2,048 bp."""
+    model = IsoFormer(long_config.model).train()
+    direct = training_step_flops(model, records(long_config, 1))
+    estimated = long_estimate.flops_per_sample + long_estimate.fixed_flops
+    assert estimated == pytest.approx(direct, rel=1e-6)
+
+
+def test_an_epochs_gpu_hours_known_answer():
+    """400 TFLOP a sample x 3,600 samples at 400 TFLOP/s = 3,600 s; 1 TFLOP more a micro-batch
+    x 450 micro-batches of 8 = 450 TFLOP more."""
+    estimate = dataclasses.replace(synthetic(), train_samples=3600)
+    estimate.components[0].flops_per_sample = 4e14
+    assert estimate.epoch_flops() == pytest.approx(1.44e18)
+    assert estimate.gpu_hours_per_epoch() == pytest.approx(1.0)
+    assert "1.44 EFLOP, 1.0 GPU-hours at an assumed 400 TFLOP/s sustained" in estimate.format()
+    estimate.components[0].fixed_flops = 1e12
+    assert estimate.epoch_flops() == pytest.approx(1.44e18 + 450e12)
+    assert dataclasses.replace(estimate, gpu_tflops=800).gpu_hours_per_epoch() == pytest.approx(
+        (1.44e18 + 450e12) / 800e12 / 3600)
+    data = estimate.to_dict()
+    assert data["flops_per_sample"] == 4e14 and data["epoch_flops"] == pytest.approx(1.44045e18)
+
+
+def test_an_unknown_training_split_gives_flops_per_sample_only(long_estimate):
+    assert long_estimate.train_samples is None and long_estimate.epoch_flops() is None
+    text = long_estimate.format()
+    assert "compute per training sample (forward + backward)" in text
+    assert "GPU-hours" not in text and "GPU-seconds" not in text
+
+
+def test_throughput_and_training_samples_are_checked():
+    with pytest.raises(IsoformerError, match="must be positive"):
+        estimate_memory(tiny(*SHORT), gpu_tflops=0)
+    with pytest.raises(IsoformerError, match="must not be negative"):
+        estimate_memory(tiny(*SHORT), train_samples=-1)
+
+
 # ---- the measurement's pieces
 
 def test_mixed_precision_runs_cuda_float32_operators_in_float32():
@@ -368,7 +491,25 @@ def test_train_dry_run_prints_the_estimate_and_a_proposal_without_writing_a_run(
     printed = capsys.readouterr().out
     assert code == 0
     assert "memory estimate per device" in printed and "proposal for 1.0 GB" in printed
+    # The fixture's training split: genes 0-7 with 1, 2, 3, 1, 2, 3, 1, 2 isoforms.
+    assert "an epoch of 15 training samples" in printed
+    assert "at an assumed 400 TFLOP/s sustained (--gpu-tflops)" in printed
     assert not (tmp_path / "run").exists()
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"),
                  "--gpu-memory", "1GB"]) == 2
     assert "--gpu-memory goes with --dry-run" in capsys.readouterr().err
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"),
+                 "--gpu-tflops", "200"]) == 2
+    assert "--gpu-tflops goes with --dry-run" in capsys.readouterr().err
+
+
+def test_the_training_split_size_comes_from_the_metadata_or_the_rows(tmp_path):
+    from isoformer.cli.training import _train_samples
+    from tiny_dataset import write_tiny_dataset
+
+    data = write_tiny_dataset(tmp_path / "data")
+    assert _train_samples(data) == 15  # counted: the fixture's metadata records no split
+    metadata = json.loads((data / "metadata.json").read_text())
+    metadata["split"] = {"transcripts": {"train": 82_205, "valid": 4_318, "test": 4_718}}
+    (data / "metadata.json").write_text(json.dumps(metadata))
+    assert _train_samples(data) == 82_205

@@ -36,10 +36,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "frozen encoders' states instead of running them")
     p.add_argument("--dry-run", action="store_true",
                    help="print the memory estimate per device (with --gpu-memory: the "
-                   "micro-batch x accumulation that fits) and exit; nothing is downloaded, "
-                   "trained or written")
+                   "micro-batch x accumulation that fits), the FLOPs per training sample and the "
+                   "GPU-hours of an epoch, and exit; nothing is downloaded, trained or written")
     p.add_argument("--gpu-memory", default=None, metavar="SIZE",
                    help="GPU memory per device for --dry-run, e.g. 80GB, 80GiB, 24G")
+    p.add_argument("--gpu-tflops", default=None, type=float, metavar="TFLOPS",
+                   help="sustained TFLOP/s per GPU assumed for --dry-run's GPU-hours (default: "
+                   "400, about 40%% of an H100's or H200's bf16 dense peak of 989)")
 
 
 def _modalities(text: str | None) -> list[str] | None:
@@ -66,17 +69,20 @@ def _run_train(args: argparse.Namespace) -> int:
             ("devices", args.devices), ("num_nodes", args.num_nodes),
             ("strategy", args.strategy)) if value is not None)]
     if args.dry_run:
-        from isoformer.training.memory import estimate_memory, parse_size
+        from isoformer.training.memory import DEFAULT_GPU_TFLOPS, estimate_memory, parse_size
 
         budget = parse_size(args.gpu_memory) if args.gpu_memory is not None else None
         config = resolve_config(args.data, args.preset, overrides,
                                 modalities=_modalities(args.modalities), seed=args.seed,
                                 max_epochs=args.max_epochs)
-        estimate = estimate_memory(config, gpu_memory_bytes=budget)
+        estimate = estimate_memory(
+            config, gpu_memory_bytes=budget, train_samples=_train_samples(args.data),
+            gpu_tflops=DEFAULT_GPU_TFLOPS if args.gpu_tflops is None else args.gpu_tflops)
         print(estimate.format())
         return 0 if budget is None or estimate.proposal is not None else 1
-    if args.gpu_memory is not None:
-        raise IsoformerError("--gpu-memory goes with --dry-run")
+    for option, value in (("--gpu-memory", args.gpu_memory), ("--gpu-tflops", args.gpu_tflops)):
+        if value is not None:
+            raise IsoformerError(f"{option} goes with --dry-run")
     if args.out is None:
         raise IsoformerError("--out RUN is required (unless --dry-run)")
     run = train(
@@ -93,6 +99,15 @@ def _run_train(args: argparse.Namespace) -> int:
     )
     print(f"run written to {run.directory}")
     return 0
+
+
+def _train_samples(data: Path) -> int:
+    """The training split's size: as the metadata of `build` and `import-instadeep` records it,
+    else its rows counted."""
+    from isoformer.data.dataset import read_metadata, read_transcripts
+
+    recorded = read_metadata(data).get("split", {}).get("transcripts", {}).get("train")
+    return int(recorded) if recorded is not None else read_transcripts(data, "train").height
 
 
 def _add_embed(sub: argparse._SubParsersAction) -> None:

@@ -1,9 +1,12 @@
-"""How much GPU memory a training run needs, estimated on the CPU before it starts.
+"""How much GPU memory and compute a training run needs, estimated on the CPU before it starts.
 
-    estimate = estimate_memory(load_preset("paper"), gpu_memory_bytes=parse_size("80GB"))
+    estimate = estimate_memory(load_preset("paper"), gpu_memory_bytes=parse_size("80GB"),
+                               train_samples=82_205)
     print(estimate.format())          # a few lines: weights, gradients, optimiser, activations
     estimate.proposal                 # micro-batch x accumulation reaching the effective batch
     estimate.total_bytes(8)           # per device at micro-batch 8
+    estimate.flops_per_sample         # a training step's FLOPs (forward + backward) per sample
+    estimate.gpu_hours_per_epoch()    # at an assumed 400 TFLOP/s sustained (`gpu_tflops`)
 
 Nothing is downloaded and no GPU is needed: every encoder is built from its architecture with
 random weights (memory does not depend on the values). Per device:
@@ -23,10 +26,15 @@ random weights (memory does not depend on the values). Per device:
   The fusion and head run directly at the config's token counts (they are cheap).
 - Not counted: the CUDA context, allocator fragmentation, cuBLAS / cuDNN workspaces (kernels'
   internal buffers); `margin` of the budget is kept free for them.
+- FLOPs are counted on the same steps (`torch.utils.flop_counter`: matmuls, convolutions,
+  attention, the CPU's fused attention included), per sample and fitted over length alike (they
+  are exactly polynomial in it). An epoch's GPU-hours divide them by an assumed throughput: an
+  estimate, not a measurement (benchmarks/gpu.py measures the real one).
 
-The modules, by concept: `sizes` (size strings), `measure` (one step measured: precision,
-saved tensors, live bytes), `curves` (the fit over length), `parts` (the encoders at short
-inputs, the fusion), `results` (the estimate and its report), `estimate` (`estimate_memory`).
+The modules, by concept: `sizes` (size strings), `flops` (the FLOP counter), `measure` (one step
+measured: precision, saved tensors, live bytes, FLOPs), `curves` (the fit over length), `parts`
+(the encoders at short inputs, the fusion), `results` (the estimate and its report), `estimate`
+(`estimate_memory`).
 See docs/memory.md for the method and its checks.
 """
 
@@ -35,21 +43,26 @@ from isoformer.training.memory.estimate import (
     parameter_memory,
     random_init_config,
 )
+from isoformer.training.memory.flops import DEFAULT_GPU_TFLOPS, count_flops, flop_counter
 from isoformer.training.memory.measure import (
     cast_for_precision,
     measure_training_step,
     precision_context,
 )
 from isoformer.training.memory.results import BatchProposal, ComponentMemory, MemoryEstimate
-from isoformer.training.memory.sizes import format_bytes, parse_size
+from isoformer.training.memory.sizes import format_bytes, format_flops, parse_size
 
 __all__ = [
+    "DEFAULT_GPU_TFLOPS",
     "BatchProposal",
     "ComponentMemory",
     "MemoryEstimate",
     "cast_for_precision",
+    "count_flops",
     "estimate_memory",
+    "flop_counter",
     "format_bytes",
+    "format_flops",
     "measure_training_step",
     "parameter_memory",
     "parse_size",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from isoformer.training.memory.measure import StepMemory
+from isoformer.training.memory.measure import StepMeasurement
 
 
 def _fit(lengths: list[int], values: list[float]) -> tuple[np.ndarray, float]:
@@ -24,7 +24,8 @@ def _fit(lengths: list[int], values: list[float]) -> tuple[np.ndarray, float]:
 
 @dataclass
 class Curve:
-    """Per-sample and per-step bytes of one quantity at a few lengths -> at any length."""
+    """Quantities (bytes kept and transient, FLOPs; each per sample and per step) measured at a
+    few lengths -> at any length."""
 
     lengths: list[int] = field(default_factory=list)
     points: dict[str, list[float]] = field(default_factory=dict)
@@ -47,11 +48,12 @@ class Curve:
         return result, residuals
 
 
-def add_point(curve: Curve, length: int, run: Callable[[int], StepMemory]) -> None:
-    """Measure at batch 1 and 2: per-sample = the difference, per-step = the rest."""
+def add_point(curve: Curve, length: int, run: Callable[[int], StepMeasurement]) -> None:
+    """Measure at batch 1 and 2: per-sample = the difference, per-step = the rest (FLOPs: about
+    nothing, they grow with the batch)."""
     one, two = run(1), run(2)
     values = {}
-    for name in ("kept", "transient"):
+    for name in ("kept", "transient", "flops"):
         a, b = float(getattr(one, name)), float(getattr(two, name))
         per_sample = max(b - a, 0.0)
         values[name] = per_sample

@@ -1,5 +1,6 @@
 """`estimate_memory`: build the config's model with random weights, count its weights, gradients
-and optimiser state, run its parts at short inputs and extrapolate (see the package docstring)."""
+and optimiser state, run its parts at short inputs (bytes and FLOPs) and extrapolate (see the
+package docstring)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from isoformer.errors import IsoformerError
 from isoformer.model.config import ModelConfig, RunConfig
 from isoformer.model.isoformer import FIXED_WINDOW_KINDS, IsoFormer, resolve_model_config
 from isoformer.training.memory.curves import Curve
+from isoformer.training.memory.flops import DEFAULT_GPU_TFLOPS
 from isoformer.training.memory.measure import bytes_scale, cast_for_precision
 from isoformer.training.memory.parts import (
     SHORT_TOKENS,
@@ -102,15 +104,19 @@ def _accumulation(training: Any, world: int) -> tuple[int, bool]:
 
 
 def estimate_memory(config: RunConfig, gpu_memory_bytes: int | None = None,
-                    margin: float = DEFAULT_MARGIN) -> MemoryEstimate:
-    """Per-device memory of training `config` (see the module docstring), on the CPU.
+                    margin: float = DEFAULT_MARGIN, train_samples: int | None = None,
+                    gpu_tflops: float = DEFAULT_GPU_TFLOPS) -> MemoryEstimate:
+    """Per-device memory and FLOPs of training `config` (see the package docstring), on the CPU.
 
     `gpu_memory_bytes` (e.g. `parse_size("80GB")`) adds a proposal: the largest micro-batch that
     fits the budget less `margin` and, with a whole gradient accumulation, makes up the config's
     effective batch (batch_size x accumulation x devices); when none fits,
-    `proposal_error` says why. The caller's random state is left as it was.
+    `proposal_error` says why. `train_samples` (the training split's size) adds the FLOPs of an
+    epoch and its GPU-hours at `gpu_tflops` sustained per GPU. The caller's random state is left
+    as it was.
     """
     check_margin(margin)
+    _check_compute_inputs(train_samples, gpu_tflops)
     training = config.training
     precision = training.precision
     model_config, notes = random_init_config(resolve_model_config(config.model))
@@ -183,13 +189,13 @@ def estimate_memory(config: RunConfig, gpu_memory_bytes: int | None = None,
         notes.append("64-true is measured in float32 and doubled")
     worst = max(c.fit_residual for c in components)
     if worst > 0.01:
-        notes.append(f"an activation curve departs from a + bL + cL^2 by {worst:.0%} at the "
-                     "lengths run: its extrapolation is less certain")
+        notes.append(f"an activation or FLOP curve departs from a + bL + cL^2 by {worst:.0%} "
+                     "at the lengths run: its extrapolation is less certain")
     estimate = MemoryEstimate(
         precision=precision, optimizer=training.optimizer, components=components,
         batch_size=training.batch_size, accumulate_grad_batches=accumulation, devices=world,
         derived_accumulation=derived, margin=margin, gpu_memory_bytes=gpu_memory_bytes,
-        notes=notes, **counts,
+        notes=notes, train_samples=train_samples, gpu_tflops=gpu_tflops, **counts,
     )
     if gpu_memory_bytes is not None:
         try:
@@ -216,3 +222,10 @@ def _adjust_for_devices(counts: dict[str, int], world: int, strategy: str,
     notes.append(f"{strategy}: gradients counted twice (DDP's gradient buckets)"
                  + ("; deepspeed's ZeRO sharding is not modelled" if strategy == "deepspeed"
                     else ""))
+
+
+def _check_compute_inputs(train_samples: int | None, gpu_tflops: float) -> None:
+    if train_samples is not None and train_samples < 0:
+        raise IsoformerError(f"training samples {train_samples} must not be negative")
+    if not gpu_tflops > 0:
+        raise IsoformerError(f"GPU throughput {gpu_tflops} TFLOP/s must be positive")

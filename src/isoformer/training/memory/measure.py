@@ -1,5 +1,6 @@
 """One training step measured on the CPU: the precision it runs in, what autograd saves for the
-backward pass, and the peak of the tensors created meanwhile (see the package docstring)."""
+backward pass, the peak of the tensors created meanwhile and the FLOPs of the forward and backward
+passes (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from isoformer.model.isoformer import IsoFormer
+from isoformer.training.memory.flops import flop_counter
 
 MIXED_PRECISIONS = ("bf16-mixed", "16-mixed")
 
@@ -110,12 +112,13 @@ class _LiveBytes(TorchDispatchMode):
 
 
 @dataclass
-class StepMemory:
-    """What one training step of a module holds, measured on the CPU (bytes)."""
+class StepMeasurement:
+    """What one training step of a module holds (bytes) and computes, measured on the CPU."""
 
     saved: int  # tensors saved for the backward pass at the end of the forward pass
     outputs: int  # further tensors named as outputs (the encoders' outputs)
     peak: int  # the most held at once by tensors created during the forward and backward passes
+    flops: int = 0  # forward and backward, as `flops.flop_counter` counts them
 
     @property
     def kept(self) -> int:
@@ -131,9 +134,9 @@ def _storage_key(tensor: torch.Tensor) -> int:
 
 
 def measure_step(forward: Callable[[], tuple[torch.Tensor, list[torch.Tensor]]],
-                 exclude: nn.Module | None = None, precision: str = "32-true") -> StepMemory:
+                 exclude: nn.Module | None = None, precision: str = "32-true") -> StepMeasurement:
     """Run `forward()` (-> loss, outputs) under `precision_context(precision)`, then the backward
-    pass from the loss (when it needs one), and measure them.
+    pass from the loss (when it needs one), and measure them and count their FLOPs.
 
     Saved tensors are counted once per storage, the parameters and buffers of `exclude` left
     out; `outputs` (tensors alive at the end of the forward pass that nothing saved, e.g. an
@@ -157,7 +160,7 @@ def measure_step(forward: Callable[[], tuple[torch.Tensor, list[torch.Tensor]]],
 
     live = _LiveBytes()
     try:
-        with live, torch.enable_grad():
+        with live, flop_counter() as counter, torch.enable_grad():
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
                 with precision_context(precision):
                     loss, outputs = forward()
@@ -174,7 +177,8 @@ def measure_step(forward: Callable[[], tuple[torch.Tensor, list[torch.Tensor]]],
     finally:
         for handle in handles:
             handle.remove()
-    return StepMemory(saved=saved, outputs=sum(named.values()), peak=live.peak)
+    return StepMeasurement(saved=saved, outputs=sum(named.values()), peak=live.peak,
+                           flops=counter.get_total_flops())
 
 
 def _drop_grad(parameter: torch.Tensor) -> None:
@@ -182,9 +186,10 @@ def _drop_grad(parameter: torch.Tensor) -> None:
 
 
 def measure_training_step(model: IsoFormer, records: list[dict[str, Any]],
-                          precision: str = "32-true") -> StepMemory:
+                          precision: str = "32-true") -> StepMeasurement:
     """One training step of `model` on `records` (forward, masked MSE, backward), measured
-    directly: what `estimate_memory` extrapolates, kept = saved tensors + the encoders' outputs.
+    directly: what `estimate_memory` extrapolates, kept = saved tensors + the encoders' outputs,
+    and the step's FLOPs.
     The model should already be cast for `precision` (`cast_for_precision`) and in train mode."""
     from isoformer.model.prediction import predict_batch
     from isoformer.training.module import masked_mse

@@ -15,7 +15,7 @@ from torch import nn
 
 from isoformer.encoders.base import EncoderConfig, EncoderOutput, SequenceEncoder
 from isoformer.training.memory.curves import Curve, add_point
-from isoformer.training.memory.measure import StepMemory, bytes_scale, measure_step
+from isoformer.training.memory.measure import StepMeasurement, bytes_scale, measure_step
 
 # Token encoders: sequence units per token and special tokens (NT-v2: <cls>; ESM-2: <cls>, <eos>).
 TOKEN_KINDS = {"nucleotide_transformer": (6, 1), "esm2": (1, 2)}
@@ -35,7 +35,7 @@ def _random_sequence(rng: random.Random, modality: str, length: int) -> str:
 
 
 def _encoder_step(encoder: SequenceEncoder, sequences: list[str], precision: str,
-                  dtypes: list[torch.dtype]) -> StepMemory:
+                  dtypes: list[torch.dtype]) -> StepMeasurement:
     """A training step of `encoder` alone on `sequences`; its output is counted with the fusion,
     which reads it. The output's dtype is appended to `dtypes`."""
     inputs = encoder.tokenize(sequences)
@@ -47,7 +47,7 @@ def _encoder_step(encoder: SequenceEncoder, sequences: list[str], precision: str
 
     memory = measure_step(forward, exclude=encoder, precision=precision)
     scale = bytes_scale(precision)
-    return StepMemory(scale * memory.saved, 0, scale * memory.peak)
+    return StepMeasurement(scale * memory.saved, 0, scale * memory.peak, memory.flops)
 
 
 def measure_encoder(encoder_at: Callable[[int], SequenceEncoder], modality: str,
@@ -125,7 +125,7 @@ def measure_fusion(aggregator: nn.Module, head: nn.Module, inputs: dict[str, tup
     modules = nn.ModuleList([aggregator, head])
     scale = bytes_scale(precision)
 
-    def run(batch: int) -> StepMemory:
+    def run(batch: int) -> StepMeasurement:
         embeddings = {
             m: EncoderOutput(
                 hidden=torch.randn(batch, length, width, dtype=dtypes[m]).requires_grad_(
@@ -147,8 +147,8 @@ def measure_fusion(aggregator: nn.Module, head: nn.Module, inputs: dict[str, tup
         memory = measure_step(forward, exclude=modules, precision=precision)
         # The inputs were made before the step: held throughout, on top of its peak.
         inputs_bytes = sum(t.untyped_storage().nbytes() for t in outputs)
-        return StepMemory(scale * memory.saved, scale * memory.outputs,
-                          scale * (memory.peak + inputs_bytes))
+        return StepMeasurement(scale * memory.saved, scale * memory.outputs,
+                               scale * (memory.peak + inputs_bytes), memory.flops)
 
     curve = Curve()
     add_point(curve, sum(n for n, _ in inputs.values()), run)

@@ -1,16 +1,18 @@
-"""What the estimate finds: each part's activations, the micro-batch proposal, the whole
-estimate and its report."""
+"""What the estimate finds: each part's activations and FLOPs, the micro-batch proposal, the
+whole estimate and its report."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from isoformer.encoders.base import EncoderConfig
 from isoformer.errors import IsoformerError
 from isoformer.training.memory.curves import Curve
-from isoformer.training.memory.sizes import format_bytes
+from isoformer.training.memory.flops import DEFAULT_GPU_TFLOPS
+from isoformer.training.memory.sizes import format_bytes, format_flops
 
 # Share of the budget kept free for what the estimate leaves out (see docs/memory.md).
 DEFAULT_MARGIN = 0.15
@@ -18,7 +20,7 @@ DEFAULT_MARGIN = 0.15
 
 @dataclass
 class ComponentMemory:
-    """Activation memory of one part of the model at the config's input length."""
+    """Activation memory and FLOPs of one part of the model at the config's input length."""
 
     name: str  # "dna", "rna", "protein" (an encoder) or "fusion" (aggregation, head and loss)
     kind: str  # the encoder kind, or the aggregation kind
@@ -33,22 +35,28 @@ class ComponentMemory:
     measured_lengths: tuple[int, ...]  # the inputs run (the config's own when not fitted)
     # Largest deviation of a measured point from its fitted curve, relative (0 when not fitted).
     fit_residual: float = 0.0
+    # A training step's FLOPs (forward and backward), per sample and per step (about nothing:
+    # FLOPs grow with the batch).
+    flops_per_sample: float = 0.0
+    fixed_flops: float = 0.0
 
     @classmethod
     def from_curve(cls, name: str, kind: str, length: int, unit: str,
                    curve: Curve) -> ComponentMemory:
         """The part at the config's `length`, from its curve over the lengths run."""
         values, residuals = curve.at(length)
-        # What is kept is a sum of tensor sizes, each a polynomial in the length: a residual
-        # means that the measurement changed regime. The transient peak is a maximum of such
-        # sums and follows the fit only roughly: its residual is not reported.
-        residual = max(residuals["kept"], residuals["kept_fixed"])
+        # What is kept is a sum of tensor sizes, each a polynomial in the length, and so are
+        # the FLOPs: a residual means that the measurement changed regime. The transient peak
+        # is a maximum of such sums and follows the fit only roughly: its residual is not
+        # reported.
+        residual = max(residuals["kept"], residuals["kept_fixed"], residuals["flops"])
         return cls(
             name, kind, length, unit,
             per_sample_bytes=values["kept"], fixed_bytes=values["kept_fixed"],
             transient_per_sample_bytes=values["transient"],
             transient_fixed_bytes=values["transient_fixed"],
             measured_lengths=tuple(curve.lengths), fit_residual=residual,
+            flops_per_sample=values["flops"], fixed_flops=values["flops_fixed"],
         )
 
     @property
@@ -88,7 +96,8 @@ class BatchProposal:
 
 @dataclass
 class MemoryEstimate:
-    """Per-device memory of one training step of a config (see the module docstring)."""
+    """Per-device memory and FLOPs of one training step of a config (see the package
+    docstring), and the compute of an epoch when the training split's size is known."""
 
     precision: str
     optimizer: str
@@ -107,6 +116,8 @@ class MemoryEstimate:
     proposal: BatchProposal | None = None
     proposal_error: str | None = None  # why no micro-batch fits `gpu_memory_bytes`
     notes: list[str] = field(default_factory=list)
+    train_samples: int | None = None  # the training split's size, for the cost of an epoch
+    gpu_tflops: float = DEFAULT_GPU_TFLOPS  # sustained throughput assumed per GPU
 
     @property
     def effective_batch(self) -> int:
@@ -151,6 +162,33 @@ class MemoryEstimate:
     def total_bytes(self, micro_batch: int) -> float:
         """Per device at `micro_batch`: weights + gradients + optimiser state + peak activations."""
         return self.state_bytes + self.peak_activation_bytes(micro_batch)
+
+    @property
+    def flops_per_sample(self) -> float:
+        """A training step's FLOPs (forward and backward) per sample (every part)."""
+        return sum(c.flops_per_sample for c in self.components)
+
+    @property
+    def fixed_flops(self) -> float:
+        return sum(c.fixed_flops for c in self.components)
+
+    @property
+    def micro_batch(self) -> int:
+        """The micro-batch the run would train at: the proposal's, else the config's."""
+        return self.proposal.micro_batch if self.proposal is not None else self.batch_size
+
+    def epoch_flops(self) -> float | None:
+        """FLOPs of one epoch over the training split at `micro_batch` (None when its size is
+        unknown); validation is not counted."""
+        if self.train_samples is None:
+            return None
+        steps = math.ceil(self.train_samples / self.micro_batch)
+        return self.train_samples * self.flops_per_sample + steps * self.fixed_flops
+
+    def gpu_hours_per_epoch(self) -> float | None:
+        """GPU-hours (devices x hours) of one epoch at `gpu_tflops` sustained."""
+        flops = self.epoch_flops()
+        return None if flops is None else flops / (self.gpu_tflops * 1e12) / 3600
 
     def propose(self, gpu_memory_bytes: int, margin: float | None = None) -> BatchProposal:
         """The largest micro-batch whose total fits the budget less the margin and which, with a
@@ -228,18 +266,49 @@ class MemoryEstimate:
                 )
             else:
                 lines.append(f"  does not fit {budget}: {self.proposal_error}")
+        lines.extend(self._compute_lines())
         lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
+    def _compute_lines(self) -> list[str]:
+        parts = ", ".join(f"{c.name} {format_flops(c.flops_per_sample)}"
+                          for c in self.components)
+        fixed = (f" + {format_flops(self.fixed_flops)} per step" if self.fixed_flops >= 1
+                 else "")
+        lines = [f"  compute per training sample (forward + backward): "
+                 f"{format_flops(self.flops_per_sample)} ({parts}){fixed}"]
+        epoch_flops, hours = self.epoch_flops(), self.gpu_hours_per_epoch()
+        if epoch_flops is not None and hours is not None:
+            lines.append(
+                f"  an epoch of {self.train_samples:,} training samples at micro-batch "
+                f"{self.micro_batch}: {format_flops(epoch_flops)}, {_gpu_time(hours)} at an "
+                f"assumed {self.gpu_tflops:,.0f} TFLOP/s sustained (--gpu-tflops)"
+            )
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (for JSON), with the totals at the config's micro-batch and at 1."""
+        """Plain data (for JSON), with the totals at the config's micro-batch and at 1 and the
+        compute per sample and per epoch."""
         data = dataclasses.asdict(self)
         data.update(
             effective_batch=self.effective_batch,
             total_bytes_at_batch_size=self.total_bytes(self.batch_size),
             total_bytes_at_micro_batch_1=self.total_bytes(1),
+            flops_per_sample=self.flops_per_sample,
+            fixed_flops=self.fixed_flops,
+            epoch_flops=self.epoch_flops(),
+            gpu_hours_per_epoch=self.gpu_hours_per_epoch(),
         )
         return data
+
+
+def _gpu_time(hours: float) -> str:
+    """"12.3 GPU-hours", "4.5 GPU-minutes", "0.27 GPU-seconds"."""
+    if hours >= 1:
+        return f"{hours:,.1f} GPU-hours"
+    if hours * 60 >= 1:
+        return f"{hours * 60:.1f} GPU-minutes"
+    return f"{hours * 3600:.2g} GPU-seconds"
 
 
 def _divisors(n: int) -> list[int]:

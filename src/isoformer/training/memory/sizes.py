@@ -1,4 +1,5 @@
-"""Memory sizes as people write them ("80GB", "80GiB", "24G") and as the reports print them."""
+"""Memory sizes as people write them ("80GB", "80GiB", "24G") and as the reports print them;
+FLOP counts as the reports print them."""
 
 from __future__ import annotations
 
@@ -41,3 +42,13 @@ def format_bytes(size: float) -> str:
             value = size / scale
             return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
     return f"{size:.0f} B"
+
+
+def format_flops(flops: float) -> str:
+    """FLOPs in decimal units, three significant digits: "1.23 TFLOP", "456 GFLOP", "0 FLOP"."""
+    for unit, scale in (("ZFLOP", 1e21), ("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12),
+                        ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
+        if abs(flops) >= scale:
+            value = flops / scale
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{flops:.0f} FLOP"
