@@ -1,4 +1,4 @@
-"""Inference commands: evaluate, predict."""
+"""Inference commands: evaluate, predict, variant-effect."""
 
 from __future__ import annotations
 
@@ -117,7 +117,50 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_variant_effect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "variant-effect",
+        help="score VCF alleles per (variant, transcript) and tissue: predicted alt - ref "
+        "log(1+TPM) through the DNA window, RNA and protein each changes",
+        epilog="Writes OUT (one row per allele and transcript it touches: consequence, protein "
+        "change, modalities changed, delta_mean, one column per tissue) and OUT.summary.json "
+        "(what was read, skipped and written).",
+    )
+    p.add_argument("--run", type=Path, required=True, help="run directory from `train`")
+    p.add_argument("--data", type=Path, required=True,
+                   help="dataset directory from `build` (its transcripts and exon structure)")
+    p.add_argument("--vcf", type=Path, required=True, help="VCF, plain or bgzipped (.vcf[.gz])")
+    p.add_argument("--out", type=Path, required=True,
+                   help="table to write: .tsv or .parquet (the format follows the extension)")
+    p.add_argument("--fasta", type=Path, default=None, help="genome FASTA (default: the dataset's)")
+    p.add_argument("--transcripts", default=None,
+                   help="comma-separated transcript ids to score (default: all of the dataset)")
+    p.add_argument("--strict", action="store_true",
+                   help="a REF that differs from the genome is an error (default: counted and "
+                   "skipped)")
+    _add_inference_options(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+
+
+def _run_variant_effect(args: argparse.Namespace) -> int:
+    from isoformer.analysis.variant_effect import score_variants, summary_path
+
+    transcripts = None if args.transcripts is None else [
+        name.strip() for name in args.transcripts.split(",") if name.strip()]
+    summary = score_variants(
+        args.run, args.data, args.vcf, args.out, fasta=args.fasta, transcripts=transcripts,
+        strict=args.strict, batch_size=args.batch_size, device=args.device,
+        precision=args.precision, progress=not args.no_progress,
+    )
+    print(f"{summary.records} records, {summary.alleles} alleles: {summary.rows} rows "
+          f"(skipped: {summary.symbolic} symbolic, {summary.ref_mismatches} REF mismatches, "
+          f"{summary.no_transcript} touching no transcript)")
+    print(f"written: {summary.output}, {summary_path(summary.output)}")
+    return 0
+
+
 COMMANDS = {
     "evaluate": (_add_evaluate, _run_evaluate),
     "predict": (_add_predict, _run_predict),
+    "variant-effect": (_add_variant_effect, _run_variant_effect),
 }
