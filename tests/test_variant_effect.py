@@ -35,7 +35,12 @@ from polars.testing import assert_frame_equal
 from test_gtex import TISSUES as FIXTURE_TISSUES
 from tiny_dataset import DNA_LENGTH, TISSUES, train_tiny_run
 
-from isoformer.analysis.variant_effect import output_schema, score_variants, summary_path
+from isoformer.analysis.variant_effect import (
+    TranscriptIndex,
+    output_schema,
+    score_variants,
+    summary_path,
+)
 from isoformer.cli import main
 from isoformer.data.build import build_dataset
 from isoformer.data.dataset import read_transcripts
@@ -141,6 +146,32 @@ def _expected_deltas(model, dataset: Path, rows: pl.DataFrame) -> np.ndarray:
                          "protein_sequence": inputs.protein})
     return (predict_records(model, alts, batch_size=3).astype(np.float64)
             - predict_records(model, refs, batch_size=3))
+
+
+def _structure(name: str, chrom: str, exons, tss: int, strand: str = "+"):
+    return TranscriptStructure(name, "G", chrom, strand, tuple(exons), tss, "ACGT", "", 0, 0, 0, 0)
+
+
+def test_index_finds_every_span_meeting_the_interval_in_given_order():
+    """dna_length 10: spans A [95, 230) (window [95, 105), exons to 230), B [0, 1000) (makes the
+    longest span 1000), C [494, 520) (minus strand, window [494, 504)), D on chr2."""
+    a = _structure("A", "chr1", [(100, 120), (200, 230)], 100)
+    b = _structure("B", "chr1", [(5, 1000)], 5)
+    c = _structure("C", "chr1", [(500, 520)], 498, "-")
+    d = _structure("D", "chr2", [(100, 120)], 100)
+    index = TranscriptIndex([c, a, d, b], dna_length=10)
+
+    def names(start, end, chrom="chr1"):
+        return [tx.transcript_id for tx in index.overlapping(chrom, start, end)]
+
+    assert names(94, 95) == ["B"]
+    assert names(95, 96) == ["A", "B"]
+    assert names(229, 230) == ["A", "B"]
+    assert names(230, 231) == ["B"]
+    assert names(490, 495) == ["C", "B"]  # the order given, not the order of starts
+    assert names(1000, 1001) == []
+    assert names(0, 2000) == ["C", "A", "B"]
+    assert names(110, 111, "chr2") == ["D"] and names(0, 10, "chrM") == []
 
 
 def test_one_row_per_allele_and_transcript_it_touches(scored):
