@@ -21,7 +21,7 @@ from isoformer.analysis.attribution import (
     saliency_scores,
 )
 from isoformer.analysis.attribution_files import attribute_file
-from isoformer.analysis.attribution_plot import plot_attribution
+from isoformer.analysis.attribution_plot import RnaRegions, plot_attribution
 from isoformer.cli import main
 from isoformer.constants import DNA_SEQUENCE, PROTEIN_SEQUENCE, RNA_SEQUENCE, SEQUENCE_KEYS
 from isoformer.data.build import build_dataset
@@ -193,16 +193,17 @@ def test_attribute_writes_scores_figures_and_a_summary_and_counts_what_it_skippe
         "{not json",
         _rna_record("ENST2/1", "GGXA"),  # invalid letter
         _rna_record("ENST3.1", "GATC", utr5_length=1, cds_length=5),  # regions do not fit
+        _rna_record("ENST4.1", "GAAC", utr5_length=0, cds_length=0, utr3_length=0),  # non-coding
     ])
     out = tmp_path / "attr"
     code = main(["attribute", "--run", str(run), "--input", str(source), "--modality", "rna",
                  "--method", "ism", "--span", "1:3", "--tissue", "Heart", "--out", str(out),
                  "--no-progress"])
     assert code == 1  # two records could not be read or were invalid
-    assert "2 of 4 records attributed" in capsys.readouterr().out
+    assert "3 of 5 records attributed" in capsys.readouterr().out
     scores = np.load(out / "attributions.npz")
-    assert scores["record_ids"].tolist() == ["ENST1.1", "ENST3.1"]
-    assert scores["span_starts"].tolist() == [1, 1] and scores["span_ends"].tolist() == [3, 3]
+    assert scores["record_ids"].tolist() == ["ENST1.1", "ENST3.1", "ENST4.1"]
+    assert scores["span_starts"].tolist() == [1] * 3 and scores["span_ends"].tolist() == [3] * 3
     assert str(scores["alphabet"]) == "ACGT"
     # ATGG, Heart = 3 x G count: position 1 (T) -> G adds 3, position 2 (G) -> A/C/T removes 3.
     expected = np.full((4, 4), np.nan)
@@ -214,15 +215,28 @@ def test_attribute_writes_scores_figures_and_a_summary_and_counts_what_it_skippe
     assert summary["skipped"] == {"unreadable": 1, "invalid": 1}
     assert [r["where"] for r in summary["skipped_records"]] == ["line 2", "line 3"]
     assert "invalid characters" in summary["skipped_records"][1]["message"]
-    assert [r["where"] for r in summary["unshaded_figures"]] == ["line 4"]
+    assert [r["where"] for r in summary["unshaded_figures"]] == ["line 4"]  # not line 5
     assert summary["target"] == "Heart log(1+TPM)" and summary["span"] == "1:3"
     assert sorted(p.name for p in out.iterdir()) == [
-        "ENST1.1.png", "ENST3.1.png", "attributions.npz", "summary.json"]
+        "ENST1.1.png", "ENST3.1.png", "ENST4.1.png", "attributions.npz", "summary.json"]
     assert (out / "ENST1.1.png").read_bytes()[:4] == b"\x89PNG"
     # A second run into the same directory is refused, not mixed with the first.
     assert main(["attribute", "--run", str(run), "--input", str(source), "--modality", "rna",
                  "--method", "ism", "--out", str(out)]) == 2
     assert "already exists and is not empty" in capsys.readouterr().err
+
+
+def test_rna_regions_come_from_the_record_lengths():
+    regions = RnaRegions.from_record({"utr5_length": 2, "cds_length": 6}, 10)  # 3'UTR: the rest
+    assert regions == RnaRegions(2, 6, 2)
+    assert list(regions.bounds()) == [("5'UTR", 0, 2), ("CDS", 2, 8), ("3'UTR", 8, 10)]
+    assert list(RnaRegions(0, 6, 4).bounds()) == [("CDS", 0, 6), ("3'UTR", 6, 10)]
+    assert RnaRegions.from_record({"transcript_id": "x"}, 10) is None
+    assert RnaRegions.from_record({"utr5_length": 0, "cds_length": 0, "utr3_length": 0}, 10) is None
+    for bad in ({"utr5_length": 2, "cds_length": 6, "utr3_length": 1}, {"utr5_length": 2},
+                {"utr5_length": 2.5, "cds_length": 6}, {"utr5_length": -1, "cds_length": 6}):
+        with pytest.raises(ValueError, match="utr5_length|region lengths"):
+            RnaRegions.from_record(bad, 10)
 
 
 def test_bad_settings_are_one_line_errors_and_write_nothing(tmp_path):

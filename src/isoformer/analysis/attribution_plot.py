@@ -35,11 +35,12 @@ class RnaRegions:
     @classmethod
     def from_record(cls, record: Mapping[str, Any], length: int) -> RnaRegions | None:
         """From the record's `utr5_length` and `cds_length` (and `utr3_length`, else the rest
-        of the RNA); None when it gives neither. Lengths that are not non-negative integers
-        making up the RNA's `length` raise ValueError saying so."""
-        if "utr5_length" not in record and "cds_length" not in record:
-            return None
+        of the RNA); None when it gives neither or `cds_length` is 0 (a non-coding transcript,
+        which the dataset stores as 0, 0, 0). Lengths that are not non-negative integers making
+        up the RNA's `length` raise ValueError saying so."""
         utr5, cds = record.get("utr5_length"), record.get("cds_length")
+        if (utr5 is None and cds is None) or cds == 0:
+            return None
         if not (isinstance(utr5, int) and isinstance(cds, int)):
             raise ValueError(f"utr5_length {utr5!r} and cds_length {cds!r} must be integers")
         utr3 = record.get("utr3_length", length - utr5 - cds)
