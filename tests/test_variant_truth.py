@@ -12,6 +12,7 @@ import pytest
 
 from isoformer.analysis.variant_truth import (
     CLASSES,
+    class_summary,
     genome_position,
     place_variants,
     true_expression,
@@ -140,3 +141,24 @@ def test_variant_truth_scores_every_placed_variant(study, tmp_path):
         assert summary[kind]["targeted"] == summary[kind]["targeted_as_intended"] == 4
     for name in ("variants.vcf", "variant_truth.md", "variant_truth.json", "variant_truth.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_class_summary_counts_signs_and_leaves_undefined_correlations_out():
+    rows = pl.DataFrame({
+        "variant_id": ["a", "a", "b", "c"],
+        "kind": ["rna_element", "rna_element", "rna_element", "protein_feature"],
+        "delta_mean": [0.2, -0.1, 0.3, 0.0],
+        "true_delta_mean": [0.5, 0.4, 0.005, -0.2],
+        "targeted": [True, False, True, True],
+        "intended": [True, False, True, True],
+    })
+    summary = {s["kind"]: s for s in class_summary(rows, min_effect=0.01)}
+    rna = summary["rna_element"]
+    # Row b moves less than min_effect; of a's two rows one has the truth's sign.
+    assert (rna["variants"], rna["rows"], rna["moved_rows"]) == (2, 3, 2)
+    assert rna["right_sign"] == 0.5 and rna["pearson"] is None  # two rows: undefined
+    protein = summary["protein_feature"]
+    assert protein["right_sign"] == 0.0  # a prediction that does not move is never right
+    assert protein["pearson"] is None
+    assert summary["promoter_motif"]["right_sign"] is None
+    assert (rna["targeted"], rna["targeted_as_intended"]) == (2, 2)

@@ -225,7 +225,8 @@ def _as_intended(p: PlacedVariant, row: dict) -> bool:
 # -------------------------------------------------------------------------------------- summary
 
 def class_summary(rows: pl.DataFrame, min_effect: float) -> list[dict]:
-    """Per class: rows, rows the truth moves, share with the truth's sign, Pearson r."""
+    """Per class: rows, rows the truth moves, share with the truth's sign, Pearson r (None where
+    undefined)."""
     summary = []
     for kind in CLASSES:
         of_kind = rows.filter(pl.col("kind") == kind)
@@ -237,14 +238,25 @@ def class_summary(rows: pl.DataFrame, min_effect: float) -> list[dict]:
             "variants": of_kind["variant_id"].n_unique(),
             "rows": len(of_kind),
             "moved_rows": len(moved),
+            # A prediction that does not move has sign 0: never the truth's.
             "right_sign": float(np.mean(np.sign(predicted) == np.sign(true))) if len(moved)
-            else float("nan"),
-            "pearson": float(np.corrcoef(predicted, true)[0, 1]) if len(moved) > 2
-            else float("nan"),
+            else None,
+            "pearson": _pearson(predicted, true),
             "targeted_as_intended": int(of_kind["intended"].sum()),
             "targeted": int(of_kind["targeted"].sum()),
         })
     return summary
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    """None where it is undefined: fewer than 3 rows, or a side that never varies."""
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def summary_markdown(results: dict[str, list[dict]], min_effect: float) -> str:
@@ -253,7 +265,7 @@ def summary_markdown(results: dict[str, list[dict]], min_effect: float) -> str:
     for run, summary in results.items():
         for s in summary:
             lines.append(f"| {run} | {s['kind']} | {s['variants']} | {s['rows']} | "
-                         f"{s['moved_rows']} | {s['right_sign']:.2f} | {s['pearson']:.2f} | "
+                         f"{s['moved_rows']} | {_number(s['right_sign'])} | {_number(s['pearson'])} | "
                          f"{s['targeted_as_intended']} / {s['targeted']} |")
     lines.append("")
     lines.append(f"Rows the truth moves: |true delta_mean| > {min_effect} log(1 + TPM). Right "
