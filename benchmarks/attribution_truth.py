@@ -210,10 +210,11 @@ def measure(run_dir: Path, data: Path, rules: ExpressionRules, n: int, out: Path
             if number == 0:
                 plot_attribution(
                     scores, out / f"{run_dir.name}_{modality}.png",
-                    f"{run_dir.name}: {modality} ISM, mean log(1+TPM); known elements marked",
+                    f"{run_dir.name}: {modality} ISM, mean log(1+TPM); the rules' signal "
+                    "marked",
                     span, "ISM score", regions=regions,
                     tss=len(sequence) // 2 if modality == "dna" else None,
-                    elements=_intervals(signal, span) if modality != "protein" else ())
+                    elements=_intervals(signal, span))
         results[modality] = {"transcripts": rows, **_summarise(rows),
                              "seconds": round(time.perf_counter() - start, 1)}
     return results
