@@ -39,6 +39,7 @@ import torch
 from isoformer.analysis.attribution import (
     MUTATION_ALPHABETS,
     Target,
+    evaluating,
     ism_position_scores,
     ism_scores,
 )
@@ -194,8 +195,6 @@ def measure(run_dir: Path, data: Path, rules: ExpressionRules, n: int, out: Path
             ) -> dict[str, Any]:
     run = Run.open(run_dir)
     model = run.load_model("cpu")
-    if hasattr(model, "eval"):
-        model.eval()
     predictor, target = Predictor(model), Target.resolve(run.tissues, None)
     results: dict[str, Any] = {}
     for modality in run.modalities:
@@ -203,7 +202,8 @@ def measure(run_dir: Path, data: Path, rules: ExpressionRules, n: int, out: Path
         chosen = cases(modality, test_records(data, run.dna_length), rules, n)
         for number, (record, span, signal, regions) in enumerate(chosen):
             sequence = record[SEQUENCE_KEYS[modality]]
-            delta, _ = ism_scores(predictor, record, modality, target, span, BATCH_SIZE)
+            with evaluating(model):
+                delta, _ = ism_scores(predictor, record, modality, target, span, BATCH_SIZE)
             scores = ism_position_scores(delta, sequence, MUTATION_ALPHABETS[modality])
             truth = truth_ism_scores(modality, sequence, span, rules)
             rows.append(compare(scores, truth, signal, span))

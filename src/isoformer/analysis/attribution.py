@@ -33,6 +33,7 @@ run's TSS-centred window of `dna_length` bp (what `predict` reads of a longer wi
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -168,7 +169,7 @@ def _sharing_other_states(model: IsoFormer | KmerBaseline, record: Record,
     if isinstance(model, KmerBaseline):
         return record
     states = {}
-    with torch.inference_mode():
+    with torch.inference_mode(), evaluating(model):
         for other in model.encoders:
             sequence = record.get(SEQUENCE_KEYS[other]) or ""
             if other != modality and sequence:
@@ -177,12 +178,26 @@ def _sharing_other_states(model: IsoFormer | KmerBaseline, record: Record,
     return {**record, EMBEDDINGS: states}
 
 
+@contextlib.contextmanager
+def evaluating(model: IsoFormer | KmerBaseline) -> Iterator[None]:
+    """The model in eval mode (no dropout, fixed BatchNorm statistics), then as it was."""
+    if isinstance(model, KmerBaseline):
+        yield
+        return
+    mode = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(mode)
+
+
 # ---- gradient x input ----
 
 def saliency_scores(model: IsoFormer, records: Sequence[Record], modality: str,
                     target: Target) -> tuple[list[np.ndarray], np.ndarray]:
     """Gradient x input per position [L_i] of each record's `modality` sequence (one batch), and
-    the records' targets [B]; the model should be in eval mode."""
+    the records' targets [B]; in eval mode."""
     encoder = model.encoders[modality]
     sequences = [record[SEQUENCE_KEYS[modality]] for record in records]
     offsets = [0] * len(sequences)
@@ -190,7 +205,7 @@ def saliency_scores(model: IsoFormer, records: Sequence[Record], modality: str,
         # The model crops each window to dna_length around its centre before the encoder.
         offsets = [default_span("dna", len(s), model.config.dna_length)[0] for s in sequences]
         sequences = [s[o : o + model.config.dna_length] for s, o in zip(sequences, offsets)]
-    with torch.enable_grad(), encoder.input_representations() as captured:
+    with torch.enable_grad(), evaluating(model), encoder.input_representations() as captured:
         targets = target.select(model.to_log1p(predict_batch(model, records)))  # [B]
         (representation,) = captured  # [B, L_tokens, C]
         (gradient,) = torch.autograd.grad(targets.sum(), representation, allow_unused=True)

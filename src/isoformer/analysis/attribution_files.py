@@ -28,12 +28,10 @@ Outputs in `out` (absent or empty), written into a temporary directory renamed w
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +46,7 @@ from isoformer.analysis.attribution import (
     AttributionMethod,
     Target,
     default_span,
+    evaluating,
     ism_position_scores,
     ism_scores,
     mutant_count,
@@ -149,7 +148,7 @@ def attribute_file(
         raise IsoformerError(f"{run.directory}: a k-mer baseline has no gradients; use --method "
                              "ism")
     predictor = Predictor(model)
-    with _evaluating(model):
+    with evaluating(model):
         if method == "ism":
             _run_ism(jobs, predictor, target, batch_size, progress)
         else:
@@ -236,20 +235,6 @@ def _job(path: Path, where: str, record: Record, modality: str, span: tuple[int,
             job.regions_problem = str(error)
             log.warning("%s: %s: %s; its figure is drawn unshaded", path, where, error)
     return job
-
-
-@contextlib.contextmanager
-def _evaluating(model: IsoFormer | KmerBaseline) -> Iterator[None]:
-    """The model in eval mode (no dropout, fixed BatchNorm statistics), then as it was."""
-    if isinstance(model, KmerBaseline):
-        yield
-        return
-    mode = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(mode)
 
 
 def _run_ism(jobs: list[RecordAttribution], predictor: Predictor, target: Target,
