@@ -18,6 +18,7 @@ from isoformer.analysis.variant_truth import (
     true_expression,
     variant_truth,
 )
+from isoformer.cli import main
 from isoformer.data.build import build_dataset
 from isoformer.data.dataset import read_transcripts
 from isoformer.data.expression_model import (
@@ -131,6 +132,12 @@ def test_variant_truth_scores_every_placed_variant(study, tmp_path):
     run = fit_baseline(data, tmp_path / "kmer")
     results = variant_truth(s, data, [run.directory], tmp_path / "out", per_class=4,
                             device="cpu", progress=False)
+    # The command writes the same table.
+    assert main(["variant-truth", "--study", str(s), "--data", str(data), "--run",
+                 str(run.directory), "--out", str(tmp_path / "cli"), "--per-class", "4",
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert ((tmp_path / "cli" / "variant_truth.md").read_text()
+            == (tmp_path / "out" / "variant_truth.md").read_text())
     rows = pl.read_csv(tmp_path / "out" / "rows.csv")
     scored = pl.read_parquet(tmp_path / "out" / "kmer.parquet")
     assert len(rows) == len(scored)

@@ -1,4 +1,5 @@
-"""Analysis commands: demo, ablate (the paper's tables), attention (Appendix C), attribute."""
+"""Analysis commands: demo, ablate (the paper's tables), attention (Appendix C), attribute,
+variant-truth (variant effects against a simulated study's truth)."""
 
 from __future__ import annotations
 
@@ -179,9 +180,44 @@ def _run_attribute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_variant_truth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "variant-truth", help="place variants on a simulated study's planted signals (3'UTR "
+        "elements, scored residues, promoter motifs), score them with variant-effect and compare "
+        "with the simulation's own effect: sign share and correlation per class and run",
+    )
+    p.add_argument("--study", type=Path, required=True,
+                   help="directory written by `simulate` (its truth.json and genome)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="dataset built from it by `build` (test split transcripts are used)")
+    p.add_argument("--run", type=Path, action="append", required=True,
+                   help="run directory from `train` or `baseline` (repeat for several)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="directory: variants.vcf, <run>.parquet, rows.csv, variant_truth.md, "
+                   ".json and .png")
+    p.add_argument("--per-class", type=int, default=100,
+                   help="variants of each class, one per gene (default: 100)")
+    p.add_argument("--min-effect", type=float, default=0.01,
+                   help="rows whose true delta_mean is smaller are not scored for sign")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+
+
+def _run_variant_truth(args: argparse.Namespace) -> int:
+    from isoformer.analysis.variant_truth import variant_truth
+
+    variant_truth(args.study, args.data, args.run, args.out, per_class=args.per_class,
+                  min_effect=args.min_effect, device=args.device,
+                  progress=not args.no_progress)
+    print((args.out / "variant_truth.md").read_text(), end="")
+    print(f"written: {args.out}")
+    return 0
+
+
 COMMANDS = {
     "demo": (_add_demo, _run_demo),
     "ablate": (_add_ablate, _run_ablate),
     "attention": (_add_attention, _run_attention),
     "attribute": (_add_attribute, _run_attribute),
+    "variant-truth": (_add_variant_truth, _run_variant_truth),
 }
