@@ -265,7 +265,8 @@ def summary_markdown(results: dict[str, list[dict]], min_effect: float) -> str:
     for run, summary in results.items():
         for s in summary:
             lines.append(f"| {run} | {s['kind']} | {s['variants']} | {s['rows']} | "
-                         f"{s['moved_rows']} | {_number(s['right_sign'])} | {_number(s['pearson'])} | "
+                         f"{s['moved_rows']} | {_number(s['right_sign'])} | "
+                         f"{_number(s['pearson'])} | "
                          f"{s['targeted_as_intended']} / {s['targeted']} |")
     lines.append("")
     lines.append(f"Rows the truth moves: |true delta_mean| > {min_effect} log(1 + TPM). Right "
