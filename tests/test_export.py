@@ -38,8 +38,13 @@ def test_export_all_records(dataset, tmp_path):
         "ENST00000000001.1", "ENST00000000002.1", "ENST00000000003.2"
     ]
     first, minus = records[0], records[2]
-    assert list(first) == ["transcript_id", "gene_id", "split", "dna_sequence", "rna_sequence",
-                           "protein_sequence", "targets"]
+    assert list(first) == ["transcript_id", "gene_id", "split", "utr5_length", "cds_length",
+                           "utr3_length", "dna_sequence", "rna_sequence", "protein_sequence",
+                           "targets"]
+    # The regions of the 65-base RNA as the dataset stores them (test_build), and none for the
+    # non-coding one.
+    assert (first["utr5_length"], first["cds_length"], first["utr3_length"]) == (10, 48, 7)
+    assert (records[1]["utr5_length"], records[1]["cds_length"]) == (0, 0)
     assert first["dna_sequence"] == "NNCCGTACGTTAGGACTCAGCAAT"
     assert first["protein_sequence"] == "MAWNDCHEKLIFPSY" and first["split"] == "train"
     assert first["targets"] == pytest.approx(

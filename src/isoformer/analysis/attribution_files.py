@@ -11,8 +11,8 @@ else its `id`, else its place (`line_3`); ids name the figures, so two records w
 file name are an error, and so is a `--span` past a record's sequence. Every record is read and
 checked before the model runs, and nothing is written before all are attributed.
 
-RNA records giving `utr5_length` and `cds_length` (a dataset's transcripts table holds them;
-`isoformer export` does not write them) get their regions shaded; lengths that do not make up the
+RNA records giving `utr5_length` and `cds_length` (`isoformer export` writes them from the
+dataset's table) get their regions shaded; lengths that do not make up the
 RNA are logged and listed in summary.json (`unshaded_figures`), and that figure is drawn
 unshaded.
 

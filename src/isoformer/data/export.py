@@ -1,8 +1,9 @@
 """`isoformer export`: dataset records as JSON lines, DNA windows materialised from the FASTA.
 
-Each line: transcript_id, gene_id, split, dna_sequence, rna_sequence, protein_sequence, targets
-(tissue -> value; null where the dataset has NaN, since JSON has no NaN). The three *_sequence
-keys are exactly the prediction input format.
+Each line: transcript_id, gene_id, split, utr5_length, cds_length, utr3_length (the RNA's regions,
+for `attribute`'s figures), dna_sequence, rna_sequence, protein_sequence, targets (tissue -> value;
+null where the dataset has NaN, since JSON has no NaN). The three *_sequence keys are exactly the
+prediction input format; `predict` carries the others through.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from isoformer.files import atomic_output
 
 log = logging.getLogger(__name__)
 
+REGION_LENGTHS = ("utr5_length", "cds_length", "utr3_length")
+
 
 def export_jsonl(
     data: str | Path,
@@ -44,7 +47,8 @@ def export_jsonl(
         raise IsoformerError(f"--limit must be >= 0, got {limit}")
     output = Path(output)
     dataset = TranscriptDataset(data, split=split, dna_length=dna_length, fasta=fasta)
-    splits = read_transcripts(data, split)["split"].to_list()  # same row order as the dataset
+    # Same row order as the dataset.
+    carried = read_transcripts(data, split).select("split", *REGION_LENGTHS).to_dicts()
     n = len(dataset) if limit is None else min(limit, len(dataset))
     try:
         with atomic_output(output) as tmp, tmp.open("w", encoding="utf-8") as handle:
@@ -55,7 +59,7 @@ def export_jsonl(
                 record = {
                     TRANSCRIPT_ID: item[TRANSCRIPT_ID],
                     GENE_ID: item[GENE_ID],
-                    "split": splits[index],
+                    **carried[index],
                     DNA_SEQUENCE: item[DNA_SEQUENCE],
                     RNA_SEQUENCE: item[RNA_SEQUENCE],
                     PROTEIN_SEQUENCE: item[PROTEIN_SEQUENCE],
