@@ -158,14 +158,18 @@ def test_class_summary_counts_signs_and_leaves_undefined_correlations_out():
         "true_delta_mean": [0.5, 0.4, 0.005, -0.2],
         "targeted": [True, False, True, True],
         "intended": [True, False, True, True],
+        "read": [True, True, True, True],
     })
+    # A row the run cannot read is left out whatever its numbers.
+    rows = pl.concat([rows, rows[:1].with_columns(pl.lit("e").alias("variant_id"),
+                                                  pl.lit(False).alias("read"))])
     summary = {s["kind"]: s for s in class_summary(rows, min_effect=0.01)}
     rna = summary["rna_element"]
     # Row b moves less than min_effect; of a's two rows one has the truth's sign.
-    assert (rna["variants"], rna["rows"], rna["moved_rows"]) == (2, 3, 2)
+    assert (rna["variants"], rna["rows"], rna["moved_rows"]) == (3, 4, 2)
     assert rna["right_sign"] == 0.5 and rna["pearson"] is None  # two rows: undefined
     protein = summary["protein_feature"]
     assert protein["right_sign"] == 0.0  # a prediction that does not move is never right
     assert protein["pearson"] is None
     assert summary["promoter_motif"]["right_sign"] is None
-    assert (rna["targeted"], rna["targeted_as_intended"]) == (2, 2)
+    assert (rna["targeted"], rna["targeted_as_intended"]) == (3, 3)

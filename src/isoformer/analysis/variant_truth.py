@@ -15,9 +15,10 @@ variants are placed where the expression rules read the sequence (`data/expressi
 They are written to a VCF and scored by `score_variants` (`isoformer variant-effect`), and for
 every (variant, transcript) row the truth's own effect is computed by applying the rules to the
 same ALT sequences (`variant_inputs`) with the transcript's gene effect: noise-free alt minus ref
-in log(1 + TPM), averaged over tissues like `delta_mean`. Reported per class and run: the share of
-rows whose predicted delta has the truth's sign (rows where the truth moves by more than
-`min_effect`), the Pearson correlation of predicted and true deltas, and whether the targeted
+in log(1 + TPM), averaged over tissues like `delta_mean`. Reported per class and run, over the
+rows the truth moves by more than `min_effect` and that change a modality the run reads (a
+DNA-only model cannot see a 3'UTR variant): the share whose predicted delta has the truth's
+sign, the Pearson correlation of predicted and true deltas, and whether the targeted
 transcript's row carries the consequence the placement intends (3_prime_UTR_variant,
 missense_variant with the intended `p.` change, upstream_gene_variant). Written to OUT:
 `variants.vcf`, `<run>.parquet` (the scored table), `rows.csv` (every row with its truth),
@@ -197,8 +198,9 @@ def true_expression(dna: str, rna: str, protein: str, gene_effect: np.ndarray,
 
 def truth_rows(placed: Sequence[PlacedVariant], structures: dict[str, TranscriptStructure],
                scored: pl.DataFrame, truth: dict, rules: ExpressionRules, genome: Genome,
-               dna_length: int) -> pl.DataFrame:
-    """`scored` (one run's variant-effect table) joined with each row's class and true delta."""
+               dna_length: int, modalities: Sequence[str]) -> pl.DataFrame:
+    """`scored` (one run's variant-effect table) joined with each row's class and true delta,
+    and whether it changes one of the run's `modalities`."""
     by_id = {p.variant.variant_id: p for p in placed}
     rows = []
     for row in scored.select("variant_id", "transcript_id", "consequence", "protein_change",
@@ -211,8 +213,10 @@ def truth_rows(placed: Sequence[PlacedVariant], structures: dict[str, Transcript
                               tx.protein, gene, rules)
         alt = true_expression(inputs.dna, inputs.rna, inputs.protein, gene, rules)
         targeted = tx.transcript_id == p.transcript_id
+        changed = set(row["modalities_changed"].split(","))
         rows.append({**row, "kind": p.kind, "element": p.element, "targeted": targeted,
                      "intended": targeted and _as_intended(p, row),
+                     "read": bool(changed & set(modalities)),
                      "true_delta_mean": float(np.mean(alt - ref))})
     return pl.DataFrame(rows)
 
@@ -225,12 +229,12 @@ def _as_intended(p: PlacedVariant, row: dict) -> bool:
 # -------------------------------------------------------------------------------------- summary
 
 def class_summary(rows: pl.DataFrame, min_effect: float) -> list[dict]:
-    """Per class: rows, rows the truth moves, share with the truth's sign, Pearson r (None where
-    undefined)."""
+    """Per class: rows, rows the truth moves that the run reads, share of those with the truth's
+    sign, Pearson r (None where undefined)."""
     summary = []
     for kind in CLASSES:
         of_kind = rows.filter(pl.col("kind") == kind)
-        moved = of_kind.filter(pl.col("true_delta_mean").abs() > min_effect)
+        moved = of_kind.filter((pl.col("true_delta_mean").abs() > min_effect) & pl.col("read"))
         predicted = moved["delta_mean"].to_numpy()
         true = moved["true_delta_mean"].to_numpy()
         summary.append({
@@ -260,7 +264,7 @@ def _number(value: float | None) -> str:
 
 
 def summary_markdown(results: dict[str, list[dict]], min_effect: float) -> str:
-    lines = ["| run | class | variants | rows | rows the truth moves | right sign | Pearson r | "
+    lines = ["| run | class | variants | rows | rows moved and read | right sign | Pearson r | "
              "targeted rows as intended |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for run, summary in results.items():
         for s in summary:
@@ -269,8 +273,9 @@ def summary_markdown(results: dict[str, list[dict]], min_effect: float) -> str:
                          f"{_number(s['pearson'])} | "
                          f"{s['targeted_as_intended']} / {s['targeted']} |")
     lines.append("")
-    lines.append(f"Rows the truth moves: |true delta_mean| > {min_effect} log(1 + TPM). Right "
-                 "sign: the predicted delta_mean has the truth's sign. Targeted rows as "
+    lines.append(f"Rows moved and read: |true delta_mean| > {min_effect} log(1 + TPM) and a "
+                 "modality the run reads is changed. Right sign: the predicted delta_mean "
+                 "has the truth's sign. Targeted rows as "
                  "intended: the transcript the variant was placed on got the intended "
                  "consequence (and protein change).")
     return "\n".join(lines) + "\n"
@@ -287,8 +292,11 @@ def plot_truth(frames: dict[str, pl.DataFrame], path: Path) -> None:
     for r, (run, rows) in enumerate(frames.items()):
         for c, kind in enumerate(CLASSES):
             ax = axes[r][c]
-            of_kind = rows.filter(pl.col("kind") == kind)
+            of_kind = rows.filter((pl.col("kind") == kind) & pl.col("read"))
             ax.scatter(of_kind["true_delta_mean"], of_kind["delta_mean"], s=8, alpha=0.6)
+            if of_kind.is_empty():
+                ax.text(0.5, 0.5, "the run reads no\nmodality these change", ha="center",
+                        va="center", transform=ax.transAxes, fontsize=8, color="grey")
             ax.axhline(0, color="grey", lw=0.5)
             ax.axvline(0, color="grey", lw=0.5)
             ax.set_title(f"{run}: {kind}", fontsize=9)
@@ -337,7 +345,7 @@ def variant_truth(study_dir: str | Path, dataset_dir: str | Path, runs: Sequence
             score_variants(run, dataset_dir, vcf, table, transcripts=test_ids, device=device,
                            progress=progress)
             rows = truth_rows(placed, by_id, pl.read_parquet(table), truth, rules, genome,
-                              run.dna_length)
+                              run.dna_length, run.modalities)
             frames[name] = rows
             results[name] = class_summary(rows, min_effect)
     every_row = pl.concat([rows.with_columns(pl.lit(name).alias("run"))
