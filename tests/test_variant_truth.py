@@ -32,6 +32,7 @@ from isoformer.data.expression_model import (
 from isoformer.data.genome import Genome
 from isoformer.data.simulate import simulate_study
 from isoformer.data.variants import TranscriptStructure, variant_inputs
+from isoformer.errors import IsoformerError
 from isoformer.training.baseline import fit_baseline
 
 DNA_LENGTH = 1024
@@ -173,3 +174,15 @@ def test_class_summary_counts_signs_and_leaves_undefined_correlations_out():
     assert protein["pearson"] is None
     assert summary["promoter_motif"]["right_sign"] is None
     assert (rna["targeted"], rna["targeted_as_intended"]) == (3, 3)
+
+
+def test_variant_truth_refuses_a_non_empty_out_and_leaves_nothing_on_failure(study, tmp_path):
+    s, data = study
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "old.txt").write_text("x")
+    with pytest.raises(IsoformerError, match="not empty"):
+        variant_truth(s, data, [tmp_path / "no-run"], tmp_path / "full")
+    # A run that does not exist fails before anything is written.
+    with pytest.raises(IsoformerError):
+        variant_truth(s, data, [tmp_path / "no-run"], tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]

@@ -20,7 +20,8 @@ rows the truth moves by more than `min_effect` and that change a modality the ru
 DNA-only model cannot see a 3'UTR variant): the share whose predicted delta has the truth's
 sign, the Pearson correlation of predicted and true deltas, and whether the targeted
 transcript's row carries the consequence the placement intends (3_prime_UTR_variant,
-missense_variant with the intended `p.` change, upstream_gene_variant). Written to OUT:
+missense_variant with the intended `p.` change, upstream_gene_variant). Written to OUT (absent
+or empty; written whole or not at all):
 `variants.vcf`, `<run>.parquet` (the scored table), `rows.csv` (every row with its truth),
 `variant_truth.md` / `.json` and `variant_truth.png` (predicted vs true delta per class and run).
 """
@@ -51,7 +52,7 @@ from isoformer.data.genome import Genome, reverse_complement
 from isoformer.data.variants import TranscriptStructure, variant_inputs
 from isoformer.data.vcf import Variant
 from isoformer.errors import IsoformerError
-from isoformer.files import atomic_output, write_json_atomic
+from isoformer.files import atomic_directory, atomic_output, write_json_atomic
 from isoformer.training.run import Run
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def _promoter_motif_variant(tx: TranscriptStructure, rules: ExpressionRules, gen
     for motif in rules.promoter_motifs:
         for pattern in (motif.sequence, reverse_complement(motif.sequence)):
             index = window.find(pattern, region_start, region_end)
-            if index < 0 or index + len(pattern) > region_end:
+            if index < 0:
                 continue
             middle = index + len(pattern) // 2
             position = window_start + middle if tx.strand == "+" else window_end - 1 - middle
@@ -152,8 +153,11 @@ def _promoter_motif_variant(tx: TranscriptStructure, rules: ExpressionRules, gen
 
 def place_variants(structures: Sequence[TranscriptStructure], rules: ExpressionRules,
                    genome: Genome, dna_length: int, per_class: int) -> list[PlacedVariant]:
-    """Up to `per_class` variants of each class, one per gene and class, in genome order."""
+    """Up to `per_class` variants of each class, one per gene and class, in genome order; a
+    variant already placed (another class or gene at the same base and ALT) is not placed again,
+    so each VCF row means one placement."""
     placed: list[PlacedVariant] = []
+    ids: set[str] = set()
     for kind in CLASSES:
         genes: set[str] = set()
         for tx in structures:
@@ -167,8 +171,9 @@ def place_variants(structures: Sequence[TranscriptStructure], rules: ExpressionR
                 found = _protein_feature_variant(tx, rules, genome)
             else:
                 found = _promoter_motif_variant(tx, rules, genome, dna_length)
-            if found is not None:
+            if found is not None and found.variant.variant_id not in ids:
                 genes.add(tx.gene_id)
+                ids.add(found.variant.variant_id)
                 placed.append(found)
     order = {chrom: i for i, chrom in enumerate(genome.chroms)}
     return sorted(placed, key=lambda p: (order[p.variant.chrom], p.variant.pos))
@@ -325,9 +330,20 @@ def variant_truth(study_dir: str | Path, dataset_dir: str | Path, runs: Sequence
         raise IsoformerError(f"{truth_path} not found: --study must be a `simulate` output")
     truth = json.loads(truth_path.read_text())
     rules = ExpressionRules.from_json(truth["rules"])
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise IsoformerError(f"{out} already exists and is not empty; choose another --out")
     opened = [Run.open(run) for run in runs]
     dna_length = min(run.dna_length for run in opened)
-    out.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(out) as tmp:
+        results = _score_and_compare(truth, rules, dataset_dir, opened, dna_length, tmp,
+                                     per_class=per_class, min_effect=min_effect, device=device,
+                                     progress=progress)
+    return results
+
+
+def _score_and_compare(truth: dict, rules: ExpressionRules, dataset_dir: Path, opened: list[Run],
+                       dna_length: int, out: Path, *, per_class: int, min_effect: float,
+                       device: str, progress: bool) -> dict[str, list[dict]]:
     structures = list(_test_structures(dataset_dir))
     fasta = resolve_fasta(dataset_dir, read_metadata(dataset_dir))
     results, frames = {}, {}
