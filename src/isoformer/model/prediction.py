@@ -11,6 +11,8 @@
   with bfloat16 autocast when asked; log(1 + TPM) [N, T] back in input order. It counts crops
   over all its calls, so `isoformer predict` logs them once per file, not once per buffer.
 - `predict_records(model, records, ...)`: one `Predictor` call, crops logged once.
+- `evaluating(*models)`: a block in eval mode, each model back in its own mode after
+  (`Predictor`'s calls, attribution's encoder states and gradients).
 
 Records are dicts with `dna_sequence`, `rna_sequence` and optionally `protein_sequence`, as in
 `IsoFormer.tokenize`; a `TranscriptDataset` serves such items.
@@ -154,6 +156,21 @@ def predict_batch(model: IsoFormer, records: Sequence[Record]) -> torch.Tensor:
 
 
 @contextlib.contextmanager
+def evaluating(*models: IsoFormer | KmerBaseline) -> Iterator[None]:
+    """The models in eval mode (no dropout, fixed BatchNorm statistics), then each in the mode it
+    had; a k-mer baseline has no modes."""
+    modules = [model for model in models if not isinstance(model, KmerBaseline)]
+    modes = [module.training for module in modules]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for module, mode in zip(modules, modes):
+            module.train(mode)
+
+
+@contextlib.contextmanager
 def record_progress(
     enabled: bool, total: int | None = None, description: str = "predicting"
 ) -> Iterator[Callable[[int], None]]:
@@ -253,10 +270,7 @@ class Predictor:
         loader = prediction_loader(records, lengths, batch_size, num_workers)
         results = np.empty((len(lengths), len(first.tissues)), dtype=np.float32)
         batches = _SharedBatches(zip(loader.batch_sampler, loader))
-        modes = [model.training for model in self.models]
-        for model in self.models:
-            model.eval()
-        try:
+        with evaluating(*self.models):
             if len(self.models) == 1:
                 self._run(first, batches, results, advance)
             else:
@@ -269,9 +283,6 @@ class Predictor:
                         batches.close()
                     for run in runs:
                         run.result()  # re-raises a replica's error
-        finally:
-            for model, mode in zip(self.models, modes):
-                model.train(mode)
         return results
 
     def _run(self, model: IsoFormer, batches: _SharedBatches, results: np.ndarray,
