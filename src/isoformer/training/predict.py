@@ -173,7 +173,7 @@ def validate_record(record: dict[str, Any], modalities: list[str], dna_length: i
     return None
 
 
-def _model_input(record: dict[str, Any]) -> dict[str, str]:
+def model_input(record: dict[str, Any]) -> dict[str, str]:
     # Upper case: soft-masked (lower-case) genome bases are ordinary bases to the encoders. Keys of
     # modalities the run does not use are passed empty, whatever the record held.
     return {
@@ -280,7 +280,7 @@ def _predict_buffer(
     valid = [entry for entry in entries if entry.error is None]
     # The predictor sorts the buffer's records by length into batches; rows come back in input
     # order.
-    inputs = [_model_input(e.record) for e in valid]
+    inputs = [model_input(e.record) for e in valid]
     if cache is None:
         predictions = predictor.predict(inputs, batch_size, advance=advance)
     else:
