@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from isoformer.data.genome import Genome, reverse_complement
+from isoformer.data.genome import Genome, reverse_complement, window_interval
 from isoformer.errors import InputFormatError, IsoformerError
 
 FILES = Path(__file__).parent / "files"
@@ -82,6 +82,20 @@ def test_odd_windows_are_symmetric_around_the_tss(genome):
     assert genome.window("chr2", 95, "-", 1) == "G"
     with pytest.raises(ValueError, match="strand"):
         genome.window("chr1", 10, ".", 5)
+
+
+def test_window_interval_is_what_window_reads(genome):
+    # L 24 (even): "+" [10 - 12, 10 + 12) = [-2, 22); "-" [95 - 12 + 1, 95 + 12 + 1) = [84, 108).
+    assert window_interval(10, "+", 24) == (-2, 22)
+    assert window_interval(95, "-", 24) == (84, 108)
+    # L 5 (odd): both strands [tss - 2, tss + 3); L 1: the TSS alone.
+    assert window_interval(10, "+", 5) == window_interval(10, "-", 5) == (8, 13)
+    assert window_interval(95, "-", 1) == (95, 96)
+    assert genome.window("chr2", 95, "-", 24) == reverse_complement(genome.fetch("chr2", 84, 108))
+    with pytest.raises(ValueError, match="window length must be positive, got 0"):
+        window_interval(10, "+", 0)
+    with pytest.raises(ValueError, match="strand must be one of"):
+        window_interval(10, ".", 5)
 
 
 def test_windows_read_iupac_codes_as_n(genome):

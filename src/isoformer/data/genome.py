@@ -39,6 +39,26 @@ def reverse_complement(seq: str) -> str:
         raise ValueError(str(err).strip()) from None
 
 
+def window_interval(tss: int, strand: str, length: int) -> tuple[int, int]:
+    """The forward-strand interval `[start, end)` of the `length` bases around `tss` that read,
+    5'->3' on `strand`, with the TSS at index `length // 2`.
+
+    Plus strand: `[tss - length//2, tss - length//2 + length)`. Minus strand (read as the reverse
+    complement): `[tss + length//2 + 1 - length, tss + length//2 + 1)`. For even lengths these are
+    `[tss - L/2, tss + L/2)` and `[tss - L/2 + 1, tss + L/2 + 1)`; for odd lengths both are the
+    symmetric `[tss - L//2, tss + L//2 + 1)`, L//2 bases on each side of the TSS.
+    """
+    if length < 1:
+        raise ValueError(f"window length must be positive, got {length}")
+    if strand == "+":
+        start = tss - length // 2
+        return start, start + length
+    if strand == "-":
+        end = tss + length // 2 + 1
+        return end - length, end
+    raise ValueError(f"strand must be one of {STRANDS}, got {strand!r}")
+
+
 class Genome:
     """A genome FASTA opened through its index; all coordinates are 0-based, half-open.
 
@@ -84,24 +104,14 @@ class Genome:
         return "N" * left_pad + inner + "N" * right_pad
 
     def window(self, chrom: str, tss: int, strand: str, length: int) -> str:
-        """`length` bases around `tss` read 5'->3' on `strand`, with the TSS at index `length // 2`.
+        """`length` bases around `tss` read 5'->3' on `strand`, with the TSS at index `length // 2`:
+        the interval `window_interval(tss, strand, length)`, reverse complemented on "-".
 
         Only A, C, G, T, N come back: positions off the chromosome and IUPAC codes read N.
-
-        Plus strand: `[tss - length//2, tss - length//2 + length)`. Minus strand: the reverse
-        complement of `[tss + length//2 + 1 - length, tss + length//2 + 1)`. For even lengths these
-        are `[tss - L/2, tss + L/2)` and `[tss - L/2 + 1, tss + L/2 + 1)`; for odd lengths both are
-        the symmetric `[tss - L//2, tss + L//2 + 1)`, L//2 bases on each side of the TSS.
         """
-        if length < 1:
-            raise ValueError(f"window length must be positive, got {length}")
-        if strand == "+":
-            start = tss - length // 2
-            return mask_non_acgtn(self.fetch(chrom, start, start + length))[0]
-        if strand == "-":
-            end = tss + length // 2 + 1
-            return reverse_complement(mask_non_acgtn(self.fetch(chrom, end - length, end))[0])
-        raise ValueError(f"strand must be one of {STRANDS}, got {strand!r}")
+        start, end = window_interval(tss, strand, length)
+        forward = mask_non_acgtn(self.fetch(chrom, start, end))[0]
+        return forward if strand == "+" else reverse_complement(forward)
 
     def close(self) -> None:
         self._fasta.close()

@@ -64,7 +64,12 @@ from typing import Any
 
 from isoformer.constants import MODALITIES
 from isoformer.data.gencode import TranscriptCoordinates, translate
-from isoformer.data.genome import Genome, mask_non_acgtn, reverse_complement
+from isoformer.data.genome import (
+    Genome,
+    mask_non_acgtn,
+    reverse_complement,
+    window_interval,
+)
 from isoformer.data.schema import STRUCTURE_COLUMNS
 from isoformer.data.vcf import Variant
 from isoformer.errors import IsoformerError
@@ -141,11 +146,7 @@ class TranscriptStructure:
 
     def window_span(self, dna_length: int) -> tuple[int, int]:
         """The genome interval `Genome.window(chrom, tss, strand, dna_length)` reads."""
-        if self.strand == "+":
-            start = self.tss - dna_length // 2
-            return start, start + dna_length
-        end = self.tss + dna_length // 2 + 1
-        return end - dna_length, end
+        return window_interval(self.tss, self.strand, dna_length)
 
     def span(self, dna_length: int) -> tuple[int, int]:
         """Hull of the DNA window and the exons: where a variant can matter."""
@@ -251,12 +252,9 @@ def _alt_window(change: _Change, tx: TranscriptStructure, genome: Genome, length
     origin = window_start - pad
     reference = genome.fetch(tx.chrom, origin, window_end + pad)
     haplotype = reference[: change.start - origin] + change.alt + reference[change.end - origin :]
-    tss = _alt_tss(change, tx) - origin
-    if tx.strand == "+":
-        first = tss - length // 2
-        return mask_non_acgtn(haplotype[first : first + length])[0]
-    first = tss - (length - 1 - length // 2)
-    return reverse_complement(mask_non_acgtn(haplotype[first : first + length])[0])
+    first, last = window_interval(_alt_tss(change, tx) - origin, tx.strand, length)
+    forward = mask_non_acgtn(haplotype[first:last])[0]
+    return forward if tx.strand == "+" else reverse_complement(forward)
 
 
 def _alt_tss(change: _Change, tx: TranscriptStructure) -> int:
