@@ -122,6 +122,12 @@ def test_ref_matches(genome):
     assert not ref_matches(Variant("chrP", 60, "AT", "A", 1), genome)  # runs past the end: N
 
 
+def test_ref_equal_to_alt_is_refused(genome):
+    # genome 4 (in the window [4, 16)) is T: T>T changes nothing; read_vcf skips such alleles.
+    with pytest.raises(ValueError, match="chrP:5:T:T: REF equals ALT"):
+        effect(genome, TXP, 5, "T", "T")
+
+
 # ------------------------------------------------------------------------------- plus strand
 def test_plus_missense(genome):
     # genome 17 C>A: codon 1 GCT -> GAT, A -> D; outside the 12-bp window [4, 16).

@@ -1,5 +1,5 @@
-"""read_vcf on hand-written VCF text: plain and bgzipped, multi-allelic and symbolic ALTs, the
-line numbers of malformed records, and that records stream.
+"""read_vcf on hand-written VCF text: plain and bgzipped, multi-allelic and symbolic ALTs, ALTs
+equal to REF, the line numbers of malformed records, and that records stream.
 
 The header below is 3 lines, so record k (1-based) is line 3 + k.
 """
@@ -7,6 +7,7 @@ The header below is 3 lines, so record k (1-based) is line 3 + k.
 from __future__ import annotations
 
 import gzip
+import logging
 import types
 
 import pysam
@@ -47,7 +48,24 @@ def test_plain_vcf_splits_alleles_skips_symbolic_ones_and_counts(tmp_path):
     counts = VcfCounts()
     assert list(read_vcf(write(tmp_path / "a.vcf", HEADER + RECORDS), counts)) == EXPECTED
     # <DEL> on line 5, four on line 7, "." on line 8
-    assert counts.as_dict() == {"records": 5, "alleles": 4, "symbolic": 6}
+    assert counts == VcfCounts(records=5, alleles=4, symbolic=6, ref_equal_alt=0)
+
+
+def test_alt_equal_to_ref_is_skipped_counted_and_logged(tmp_path, caplog):
+    # Line 4: A>A alone; line 5: lower-case c reads C, so its ALT C equals REF and T is kept;
+    # line 6: AC>AC and AC>A (a deletion). Three alleles skipped, two kept.
+    body = (
+        "chr1\t5\t.\tA\tA\t.\t.\t.\tGT\t0/0\n"
+        "chr1\t10\t.\tc\tC,T\t.\t.\t.\tGT\t0/2\n"
+        "chr1\t20\t.\tAC\tAC,A\t.\t.\t.\tGT\t0/2\n"
+    )
+    counts = VcfCounts()
+    with caplog.at_level(logging.INFO, logger="isoformer.data.vcf"):
+        variants = list(read_vcf(write(tmp_path / "same.vcf", HEADER + body), counts))
+    assert variants == [Variant("chr1", 10, "C", "T", 5), Variant("chr1", 20, "AC", "A", 6)]
+    assert counts == VcfCounts(records=3, alleles=2, symbolic=0, ref_equal_alt=3)
+    assert "3 records, 2 alleles read, 0 symbolic alleles and 3 ALT equal to REF skipped" in (
+        caplog.text)
 
 
 def test_variant_coordinates():

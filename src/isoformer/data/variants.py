@@ -4,8 +4,8 @@ Coordinates are 0-based half-open genome positions, as in the dataset (schema.py
 
 Alleles: the VCF's REF and ALT lose their common prefix (an indel's anchor base, which VCF puts
 first), then their common suffix, so a change replaces genome `[start, end)` by `alt`; an
-insertion has start == end and lies between bases start - 1 and start. REF == ALT is kept as it
-is.
+insertion has start == end and lies between bases start - 1 and start. REF == ALT changes
+nothing and is refused (ValueError): `read_vcf` skips and counts such alleles.
 
 Where a change acts: in the DNA window when it intersects `window_span` (an insertion: strictly
 inside it); exonic when it intersects an exon (an insertion: strictly inside one exon, so one at an
@@ -213,11 +213,13 @@ def variant_inputs(
 
 def _normalise(variant: Variant) -> _Change:
     ref, alt, start = variant.ref, variant.alt, variant.start
-    if ref != alt:  # prefix first: trimming GAAACTG>G from the right would keep the anchor G
-        while ref and alt and ref[0] == alt[0]:
-            ref, alt, start = ref[1:], alt[1:], start + 1
-        while ref and alt and ref[-1] == alt[-1]:
-            ref, alt = ref[:-1], alt[:-1]
+    if ref == alt:
+        raise ValueError(f"{variant.variant_id}: REF equals ALT, no change to apply")
+    # Prefix first: trimming GAAACTG>G from the right would keep the anchor G.
+    while ref and alt and ref[0] == alt[0]:
+        ref, alt, start = ref[1:], alt[1:], start + 1
+    while ref and alt and ref[-1] == alt[-1]:
+        ref, alt = ref[:-1], alt[:-1]
     return _Change(start, start + len(ref), alt)
 
 

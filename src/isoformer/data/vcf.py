@@ -11,6 +11,8 @@
 - Symbolic ALTs are skipped and counted (`VcfCounts.symbolic`): `<...>` (`<DEL>`, `<NON_REF>`,
   `<*>`), `*` (overlapping deletion), `.` (no ALT), breakends (`G[chr2:5[`, `]chr2:5]G`) and
   single breakends (`G.`, `.G`).
+- An ALT equal to its REF (`chr1 5 . A A`, case aside) changes nothing: it is skipped and counted
+  (`VcfCounts.ref_equal_alt`).
 - Malformed records raise InputFormatError naming the file and line: an empty CHROM, POS not an
   integer >= 1, fewer than 8 fields, REF missing or with bases other than A/C/G/T/N, an ALT of
   other bases that is not symbolic, or anything else htslib cannot parse. REF and ALT come back
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pysam
@@ -64,9 +66,7 @@ class VcfCounts:
     records: int = 0  # data lines read
     alleles: int = 0  # (record, ALT) pairs yielded
     symbolic: int = 0  # ALT alleles skipped as symbolic (<DEL>, *, breakends, ...)
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+    ref_equal_alt: int = 0  # ALT alleles skipped as equal to REF (no change)
 
 
 def is_symbolic(alt: str) -> bool:
@@ -83,7 +83,7 @@ def is_symbolic(alt: str) -> bool:
 
 def read_vcf(path: str | Path, counts: VcfCounts | None = None) -> Iterator[Variant]:
     """Streams a plain or bgzipped VCF with pysam; multi-allelic records split into one Variant
-    per ALT; symbolic ALTs skipped and counted; malformed records raise
+    per ALT; symbolic ALTs and ALTs equal to REF skipped and counted; malformed records raise
     InputFormatError(path, message, line).
 
     Plain gzip is refused with a hint to recompress with bgzip (pysam cannot read it). `counts`,
@@ -112,8 +112,8 @@ def read_vcf(path: str | Path, counts: VcfCounts | None = None) -> Iterator[Vari
     finally:
         pysam.set_verbosity(verbosity)
     log.info(
-        "%s: %d records, %d alleles read, %d symbolic alleles skipped",
-        path, counts.records, counts.alleles, counts.symbolic,
+        "%s: %d records, %d alleles read, %d symbolic alleles and %d ALT equal to REF skipped",
+        path, counts.records, counts.alleles, counts.symbolic, counts.ref_equal_alt,
     )
 
 
@@ -161,6 +161,9 @@ def _split_alleles(
             raise InputFormatError(
                 path, f"ALT {alt!r} has bases other than A, C, G, T, N and is not symbolic", line
             )
+        if alt == ref:
+            counts.ref_equal_alt += 1
+            continue
         yield Variant(chrom=record.chrom, pos=record.pos, ref=ref, alt=alt, line=line)
 
 
