@@ -110,9 +110,12 @@ def test_from_row_and_datasets_without_structure(genome):
 
 
 def test_consequences_are_in_vep_order():
-    assert CONSEQUENCES[:4] == ("stop_gained", "frameshift_variant", "stop_lost", "start_lost")
+    assert CONSEQUENCES[:5] == ("transcript_ablation", "stop_gained", "frameshift_variant",
+                                "stop_lost", "start_lost")
+    assert CONSEQUENCES[7:10] == ("missense_variant", "stop_retained_variant",
+                                  "synonymous_variant")
     assert CONSEQUENCES[-2:] == ("upstream_gene_variant", "downstream_gene_variant")
-    assert len(set(CONSEQUENCES)) == 14
+    assert len(set(CONSEQUENCES)) == 16
 
 
 def test_ref_matches(genome):
@@ -172,6 +175,77 @@ def test_plus_stop_lost_without_a_new_stop(genome):
     got = effect(genome, TXP, 40, "TAAGCATAG", "TTAGCATCG")
     assert (got.consequence, got.protein_change, got.protein) == (
         "stop_lost", "p.*7Lext*?", "MAWKLCLAS")
+
+
+def test_stop_codon_deletion_with_a_stop_from_the_utr_is_an_inframe_deletion(genome):
+    # genome 35-41 GTGCTAA>G deletes genome 36-41 = rna 18-23, codon 5 TGC and the stop TAA
+    # (d = -2 residues): the RNA reads ... CTG GCA TAG, the 3'UTR's GCA (A) then TAG. The ALT
+    # stop comes after A = 6 residues, within [P - 2, P] = [4, 6]: the stop is kept, and VEP's
+    # most severe term is inframe_deletion. Compared up to the stops, C* became A*: p.C6A.
+    got = effect(genome, TXP, 36, "GTGCTAA", "G")
+    assert got == VariantEffectInputs(
+        "inframe_deletion", "p.C6A", REF_WINDOW_P12, "CCAATGGCTTGG" "AAACTGGCATAG", "MAWKLA",
+        ("rna", "protein"),
+    )
+
+
+def test_stop_retained_by_changes_that_keep_the_protein(genome):
+    # TAA>TAG (genome 41 A>G): the stop stays a stop.
+    snv = effect(genome, TXP, 42, "A", "G")
+    assert (snv.consequence, snv.protein_change, snv.protein, snv.rna[21:24]) == (
+        "stop_retained_variant", "p.*7=", "MAWKLC", "TAG")
+    # genome 39-40 TA>T deletes one A of TAA (rna 22): TA + the 3'UTR's G = TAG, still a stop
+    # right after C6. A length change of 1, but the protein and its stop are unchanged: no
+    # frameshift.
+    shifted = effect(genome, TXP, 40, "TA", "T")
+    assert (shifted.consequence, shifted.protein_change, shifted.protein) == (
+        "stop_retained_variant", "p.*7=", "MAWKLC")
+    assert shifted.rna == "CCAATGGCTTGG" "AAACTGTGCTAGCATAG"
+    assert shifted.modalities_changed == ("rna",)
+    # genome 38-44 CTAAGCA>C deletes TAA GCA (rna 21-26): TGC then TAG, in frame, same protein.
+    deleted = effect(genome, TXP, 39, "CTAAGCA", "C")
+    assert (deleted.consequence, deleted.protein_change, deleted.rna[-6:]) == (
+        "stop_retained_variant", "p.*7=", "TGCTAG")
+    # Minus strand: rna 18 (the G of TGA) = genome 9 (C); C>T makes rna A: TGA -> TAA.
+    minus = effect(genome, TXM, 10, "C", "T")
+    assert (minus.consequence, minus.protein_change, minus.protein, minus.rna[17:20]) == (
+        "stop_retained_variant", "p.*6=", "MHDWP", "TAA")
+
+
+def test_stop_moved_by_changes_at_the_stop_codon(genome):
+    # GCA inserted between codon 5 TGC and the stop (after genome 38): TGC GCA TAA, the stop
+    # kept after A = 7 residues, within [P, P + 1] = [6, 7].
+    before = effect(genome, TXP, 39, "C", "CGCA")
+    assert (before.consequence, before.protein_change, before.protein) == (
+        "inframe_insertion", "p.C6_*7insA", "MAWKLCA")
+    # GCA inserted inside TAA (after genome 39): TGC TGC AAA GCA TAG -> C C K A, then the
+    # 3'UTR's stop: A = 9 > 7, the stop is lost; the 4th codon counting the old stop as 1.
+    inside = effect(genome, TXP, 40, "T", "TGCA")
+    assert (inside.consequence, inside.protein_change, inside.protein) == (
+        "stop_lost", "p.*7Cext*4", "MAWKLCCKA")
+    # genome 36-41 TGC TAA -> GCC CAA (A Q), then GCA TAG: A = 8 > 6, and C6 changed too: C
+    # replaced by AQA before the new stop.
+    replaced = effect(genome, TXP, 37, "TGCTAA", "GCCCAA")
+    assert (replaced.consequence, replaced.protein_change, replaced.protein) == (
+        "stop_lost", "p.C6delinsAQA", "MAWKLAQA")
+    # genome 36-40 TGCTA -> TGACA: TGC TAA -> TGA CAA, the stop one residue early (A = 5 < 6).
+    early = effect(genome, TXP, 37, "TGCTA", "TGACA")
+    assert (early.consequence, early.protein_change, early.protein) == (
+        "stop_gained", "p.C6*", "MAWKL")
+
+
+def test_deleting_every_exon_ablates_the_transcript(genome):
+    # genome 8-47 (chrP[8:48]) > A deletes genome 9-47: both exons of TXP. The TSS (genome 10)
+    # goes; the next base downstream, genome 48 (T), becomes it: ALT window = chrP[3:9] +
+    # chrP[48:54] = TTGCAA TTTGGG.
+    got = effect(genome, TXP, 9, CHR_P[8:48], "A")
+    assert got == VariantEffectInputs(
+        "transcript_ablation", "", "TTGCAA" "TTTGGG", "", "", ("dna", "rna", "protein"))
+    # The same for the non-coding single exon [10, 30) of TXN: the new TSS is genome 30 (A),
+    # ALT window chrP[3:9] + chrP[30:36] = TTGCAA AAACTG.
+    non_coding = effect(genome, TXN, 9, CHR_P[8:30], "A")
+    assert non_coding == VariantEffectInputs(
+        "transcript_ablation", "", "TTGCAA" "AAACTG", "", "", ("dna", "rna"))
 
 
 def test_plus_start_lost_inside_the_window(genome):

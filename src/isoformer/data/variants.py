@@ -21,18 +21,23 @@ neither holds.
 (b) RNA: the exonic part of REF (through the exon structure, strand-aware) is replaced by ALT
     (reverse complemented on "-"). Across an exon edge (splicing is not modelled): a substitution
     changes its exonic bases only, a deletion removes its exonic bases, and a change of another
-    length puts its whole ALT in place of the exonic REF bases.
+    length puts its whole ALT in place of the exonic REF bases. A deletion of every exonic base
+    leaves an empty RNA and protein.
 (c) Protein (coding consequences only): residues before the first changed codon are kept, then
     the altered RNA is translated from the same frame start (`utr5_length + cds_phase`) up to
     the first stop, or to the end of the RNA when none comes (stop lost, frameshift). When a
     change from the 5'UTR deletes the frame's first base, the frame starts right after its ALT
-    (ALT aligned to REF from the left). An in-frame change that keeps the stop re-translates
-    only its codons, the rest of the protein stays as stored. Re-translation uses the standard
-    code, so an annotated Selenocysteine UGA after a frameshift reads as a stop.
+    (ALT aligned to REF from the left). An in-frame change that neither holds the stop codon nor
+    makes a stop re-translates only its codons, the rest of the protein stays as stored.
+    Re-translation uses the standard code, so an annotated Selenocysteine UGA after a frameshift
+    reads as a stop.
 
 Consequence: the most severe (CONSEQUENCES order, VEP's) of those that apply:
 - not exonic: intron_variant inside the transcript span, else upstream_gene_variant when 5' of
   the transcript on its strand, downstream_gene_variant when 3';
+- every exonic base deleted: transcript_ablation, with empty RNA, protein and protein_change;
+  no model reads an empty RNA, so the scoring side (analysis/variant_effect.py) skips such rows
+  and counts them;
 - exonic on a transcript without CDS: non_coding_transcript_exon_variant;
 - exonic, entirely before the CDS / after it: 5_prime_UTR_variant / 3_prime_UTR_variant (an
   insertion at the CDS edge is outside it); in the phase-skipped bases of a cds_start_NF CDS,
@@ -41,7 +46,16 @@ Consequence: the most severe (CONSEQUENCES order, VEP's) of those that apply:
   the translated frame not a multiple of 3), stop_gained (a stop among the new codons, none in
   the old), stop_lost (the reverse), start_lost (the first codon was ATG at phase 0 and is no
   longer), inframe_insertion / inframe_deletion, missense_variant (other residues),
-  synonymous_variant.
+  stop_retained_variant (the changed codons hold the stop, which stays), synonymous_variant. A
+  length change that leaves the protein and its stop as they were (it acts past the last
+  residue, a stop reading right there) is neither a frameshift nor an in-frame indel;
+- changed codons that hold the stop (P = len(protein) residues before it) are compared up to
+  the stops, the ALT read on into the 3'UTR to its first stop, after A residues. The stop is
+  kept, as VEP has it, where it stays in place: P + min(0, d) <= A <= P + max(0, d), d the
+  residues an in-frame change adds (negative: removes); earlier is stop_gained, later or no stop
+  stop_lost. On ...L5 C6 * (TGC TAA, 3'UTR GCA TAG): TAA>TAG stop_retained_variant p.*7=; TGC
+  TAA deleted (d = -2; ALT ...GCA TAG, A = 6): inframe_deletion (VEP's most severe, the stop
+  retained) p.C6A; TAA>TA (TAG): stop_retained_variant p.*7=; TAA>CAA stop_lost p.*7Qext*3.
 
 protein_change, one-letter residues, 1-based positions in the reference protein:
     p.C12Y          missense, one residue       p.C12_K13delinsWQ  several residues replaced
@@ -49,11 +63,15 @@ protein_change, one-letter residues, 1-based positions in the reference protein:
     p.K5fs          frameshift, first residue that differs from the reference
     p.*101Qext*4    stop lost: residue 101 (the former stop) reads Q, the new stop is the 4th
                     codon counting the former stop codon as 1; `ext*?` when no stop comes
-    p.M1?           start lost
+    p.C6_*7delinsAQ, p.C6delinsAQR   stop lost, residues before it changed too: they and the
+                    stop replaced (no new stop), or they alone (a new stop after R)
+    p.M1?           start lost                  p.*101=            stop retained
     p.K5del, p.K5_L7del   in-frame deletion     p.K5_L6insG        in-frame insertion between
                                                                    residues 5 and 6
-"" for non-coding consequences. Changed residues are located within the changed codons (not
-shifted to the 3'-most copy of a repeat as HGVS would).
+"" for non-coding consequences and transcript_ablation. Changed residues are located within the
+changed codons (up to the stops at the stop codon), not shifted to the 3'-most copy of a repeat
+as HGVS would. As in VEP and HGVS, the consequence describes the coding sequence and
+protein_change the protein (inframe_deletion p.C6A above).
 """
 
 from __future__ import annotations
@@ -75,6 +93,7 @@ from isoformer.data.vcf import Variant
 from isoformer.errors import IsoformerError
 
 CONSEQUENCES: tuple[str, ...] = (
+    "transcript_ablation",
     "stop_gained",
     "frameshift_variant",
     "stop_lost",
@@ -82,6 +101,7 @@ CONSEQUENCES: tuple[str, ...] = (
     "inframe_insertion",
     "inframe_deletion",
     "missense_variant",
+    "stop_retained_variant",
     "synonymous_variant",
     "5_prime_UTR_variant",
     "3_prime_UTR_variant",
@@ -276,6 +296,8 @@ def _exonic_effect(
     tx: TranscriptStructure, start: int, end: int, rna: str
 ) -> tuple[str, str, str]:
     """(consequence, ALT protein, protein_change) of RNA `[start, end)` edited into `rna`."""
+    if not rna:  # every exonic base deleted
+        return "transcript_ablation", "", ""
     if tx.cds_length == 0:
         return "non_coding_transcript_exon_variant", tx.protein, ""
     if end <= tx.utr5_length:  # an insertion (start == end) at the CDS edge included
@@ -302,28 +324,41 @@ def _coding_effect(
     frame_shift = shift + frame - alt_frame  # bases gained by the translated region
     ref_peptide = translate(tx.rna[frame + 3 * first : frame + 3 * last])
     alt_peptide = translate(rna[alt_frame + 3 * first : frame + 3 * last + shift])
-
     in_frame = frame_shift % 3 == 0
     had_start = tx.cds_phase == 0 and tx.rna[frame : frame + 3] == "ATG"
+    start_lost = had_start and rna[alt_frame : alt_frame + 3] != "ATG"
+    stop = len(tx.protein)  # the reference stop codon's index among the codons
+    at_stop = "*" in ref_peptide and first <= stop < last
+
+    stopped = True
+    if not in_frame or start_lost or "*" in ref_peptide + alt_peptide:
+        tail, stopped = _translate_to_stop(rna[alt_frame + 3 * first :])
+        protein = tx.protein[:first] + tail
+    else:  # the stop is untouched: only the changed codons are re-translated
+        protein = tx.protein[:first] + alt_peptide + tx.protein[last:]
+    if at_stop:  # compared up to the stops: a deletion can bring one in from the 3'UTR
+        ref_peptide = tx.protein[first:] + "*"
+        alt_peptide = protein[first:] + ("*" if stopped else "")
+        # The stop is kept where it comes within the residues an in-frame change adds or removes.
+        low, high = stop + min(0, frame_shift // 3), stop + max(0, frame_shift // 3)
+        gained, lost = stopped and len(protein) < low, not stopped or len(protein) > high
+    else:
+        gained = "*" in alt_peptide and "*" not in ref_peptide
+        lost = "*" in ref_peptide and "*" not in alt_peptide
+    # A length change past the last residue, with a stop right there, leaves the protein as is.
+    reframed = not (stopped and protein == tx.protein)
     applying = {
-        "stop_gained": in_frame and "*" in alt_peptide and "*" not in ref_peptide,
-        "frameshift_variant": not in_frame,
-        "stop_lost": in_frame and "*" in ref_peptide and "*" not in alt_peptide,
-        "start_lost": had_start and rna[alt_frame : alt_frame + 3] != "ATG",
-        "inframe_insertion": in_frame and frame_shift > 0,
-        "inframe_deletion": in_frame and frame_shift < 0,
+        "stop_gained": in_frame and gained,
+        "frameshift_variant": not in_frame and reframed,
+        "stop_lost": in_frame and lost,
+        "start_lost": start_lost,
+        "inframe_insertion": in_frame and frame_shift > 0 and reframed,
+        "inframe_deletion": in_frame and frame_shift < 0 and reframed,
         "missense_variant": ref_peptide != alt_peptide,
+        "stop_retained_variant": at_stop,
         "synonymous_variant": True,
     }
     consequence = next(term for term in CONSEQUENCES if applying.get(term))
-
-    stopped = True
-    if consequence in ("inframe_insertion", "inframe_deletion", "missense_variant",
-                       "synonymous_variant") and "*" not in ref_peptide:
-        protein = tx.protein[:first] + alt_peptide + tx.protein[last:]
-    else:
-        protein, stopped = _translate_to_stop(rna[alt_frame + 3 * first :])
-        protein = tx.protein[:first] + protein
     change = _protein_change(consequence, tx.protein, first, ref_peptide, alt_peptide, protein,
                              stopped)
     return consequence, protein, change
@@ -348,10 +383,12 @@ def _protein_change(
     if consequence == "frameshift_variant":
         at = _common_prefix(protein + "*", alt_protein + ("*" if stopped else ""))
         return f"p.{_residue(protein, at)}{at + 1}fs"
-    if consequence == "stop_lost":
+    if consequence == "stop_lost" and alt_protein.startswith(protein):  # the stop reads on
         extension = alt_protein[len(protein) :]
         new_stop = len(extension) + 1 if stopped else "?"
         return f"p.*{len(protein) + 1}{extension[:1] or '?'}ext*{new_stop}"
+    if consequence == "stop_retained_variant":
+        return f"p.*{len(protein) + 1}="
     if consequence == "synonymous_variant":
         return f"p.{_residue(protein, first)}{first + 1}="
     return _residue_change(protein, first, ref_peptide, alt_peptide)
