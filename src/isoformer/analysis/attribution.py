@@ -33,7 +33,6 @@ run's TSS-centred window of `dna_length` bp (what `predict` reads of a longer wi
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -49,7 +48,7 @@ from isoformer.encoders.mlm import STANDARD_RESIDUES
 from isoformer.errors import IsoformerError
 from isoformer.model.isoformer import IsoFormer
 from isoformer.model.kmer_baseline import KmerBaseline
-from isoformer.model.prediction import Predictor, predict_batch
+from isoformer.model.prediction import Predictor, evaluating, predict_batch
 
 AttributionMethod = Literal["ism", "saliency"]
 METHODS: tuple[str, ...] = ("ism", "saliency")
@@ -123,11 +122,8 @@ def ism_scores(predictor: Predictor, record: Record, modality: str, target: Targ
     record = _sharing_other_states(predictor.models[0], record, modality)
     sequence = record[key]
     reference = float(target.select(predictor.predict([record], 1))[0])
-    delta = np.full((len(sequence), len(alphabet)), np.nan, dtype=np.float32)
-    for position in range(*span):
-        if (letter := alphabet.find(sequence[position])) >= 0:  # -1: N, X, ...
-            delta[position, letter] = 0.0
-    mutants = _mutants(record, key, alphabet, span)
+    delta = delta_matrix(sequence, alphabet, span)
+    mutants = mutant_records(record, key, alphabet, span)
     while chunk := list(itertools.islice(mutants, batch_size)):
         values = target.select(predictor.predict([mutant for _, _, mutant in chunk], batch_size))
         for (position, letter, _), value in zip(chunk, values):
@@ -137,8 +133,17 @@ def ism_scores(predictor: Predictor, record: Record, modality: str, target: Targ
     return delta, reference
 
 
-def _mutants(record: Record, key: str, alphabet: str,
-             span: tuple[int, int]) -> Iterator[tuple[int, int, Record]]:
+def delta_matrix(sequence: str, alphabet: str, span: tuple[int, int]) -> np.ndarray:
+    """[L, A] float32 to fill with deltas: NaN, 0 at the reference letters of the span."""
+    delta = np.full((len(sequence), len(alphabet)), np.nan, dtype=np.float32)
+    for position in range(*span):
+        if (letter := alphabet.find(sequence[position])) >= 0:  # -1: N, X, ...
+            delta[position, letter] = 0.0
+    return delta
+
+
+def mutant_records(record: Record, key: str, alphabet: str,
+                   span: tuple[int, int]) -> Iterator[tuple[int, int, Record]]:
     """(position, letter index, mutant record) for every alternative letter in the span, made
     as they are asked for."""
     sequence = record[key]
@@ -176,20 +181,6 @@ def _sharing_other_states(model: IsoFormer | KmerBaseline, record: Record,
                 output = model.encode_sequences(other, [sequence])
                 states[other] = output.hidden[0][output.mask[0]].float().cpu().numpy()
     return {**record, EMBEDDINGS: states}
-
-
-@contextlib.contextmanager
-def evaluating(model: IsoFormer | KmerBaseline) -> Iterator[None]:
-    """The model in eval mode (no dropout, fixed BatchNorm statistics), then as it was."""
-    if isinstance(model, KmerBaseline):
-        yield
-        return
-    mode = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(mode)
 
 
 # ---- gradient x input ----

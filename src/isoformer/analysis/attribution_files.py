@@ -46,7 +46,6 @@ from isoformer.analysis.attribution import (
     AttributionMethod,
     Target,
     default_span,
-    evaluating,
     ism_position_scores,
     ism_scores,
     mutant_count,
@@ -60,8 +59,13 @@ from isoformer.errors import IsoformerError
 from isoformer.files import atomic_directory, write_json_atomic
 from isoformer.model.isoformer import IsoFormer
 from isoformer.model.kmer_baseline import KmerBaseline
-from isoformer.model.prediction import Predictor, prediction_batches, record_progress
-from isoformer.training.predict import read_records, validate_record
+from isoformer.model.prediction import (
+    Predictor,
+    evaluating,
+    prediction_batches,
+    record_progress,
+)
+from isoformer.training.predict import model_input, read_records, validate_record
 from isoformer.training.run import Run
 
 log = logging.getLogger(__name__)
@@ -207,13 +211,10 @@ def _read_jobs(path: Path, run: Run, modality: str, span: tuple[int, int] | None
 
 
 def _model_record(record: Record) -> Record:
-    """Sequences upper case (soft-masked bases are ordinary bases), RNA with U as T; other keys
-    as they are."""
-    record = {key: value.upper() if key in SEQUENCE_KEYS.values() and isinstance(value, str)
-              else value for key, value in record.items()}
-    if isinstance(record.get(RNA_SEQUENCE), str):
-        record[RNA_SEQUENCE] = record[RNA_SEQUENCE].replace("U", "T")
-    return record
+    """`predict`'s model input (sequences upper case) with RNA U as T, the alphabet ISM mutates;
+    the record's other keys (ids, RNA region lengths) kept."""
+    inputs = model_input(record)
+    return {**record, **inputs, RNA_SEQUENCE: inputs[RNA_SEQUENCE].replace("U", "T")}
 
 
 def _job(path: Path, where: str, record: Record, modality: str, span: tuple[int, int] | None,
