@@ -35,12 +35,8 @@ from polars.testing import assert_frame_equal
 from test_gtex import TISSUES as FIXTURE_TISSUES
 from tiny_dataset import DNA_LENGTH, TISSUES, train_tiny_run
 
-from isoformer.analysis.variant_effect import (
-    TranscriptIndex,
-    output_schema,
-    score_variants,
-    summary_path,
-)
+from isoformer.analysis.variant_effect import TranscriptIndex, score_variants
+from isoformer.analysis.variant_effect_output import output_schema, summary_path
 from isoformer.cli import main
 from isoformer.data.build import build_dataset
 from isoformer.data.dataset import read_transcripts

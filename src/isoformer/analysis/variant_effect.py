@@ -20,13 +20,14 @@ The flow, in bounded memory whatever the VCF's size:
   position-sorted VCF covers every transcript near the current position. A pair that changes no
   modality the run reads has a delta of exactly 0 and is not predicted.
 
-Output, one row per (allele, transcript) in VCF order, then dataset order of the transcripts:
-variant_id (chrom:pos:ref:alt, 1-based POS), transcript_id, gene_id, consequence (Sequence
-Ontology term), protein_change (e.g. p.H7R, "" where none), modalities_changed (comma-joined, ""
-when none), delta_mean (mean over tissues), then one column per run tissue: predicted alt minus
-ref in log(1 + TPM). TSV or Parquet by the file's extension, written batch by batch under a
-temporary name and renamed at the end; nothing is left on an error. The counts
-(`VariantEffectSummary`) are logged and written beside it as `<out>.summary.json`.
+Output (written by `isoformer.analysis.variant_effect_output`), one row per (allele,
+transcript) in VCF order, then dataset order of the transcripts: variant_id (chrom:pos:ref:alt,
+1-based POS), transcript_id, gene_id, consequence (Sequence Ontology term), protein_change (e.g.
+p.H7R, "" where none), modalities_changed (comma-joined, "" when none), delta_mean (mean over
+tissues), then one column per run tissue: predicted alt minus ref in log(1 + TPM). TSV or Parquet
+by the file's extension, written batch by batch under a temporary name and renamed at the end;
+nothing is left on an error. The counts (`VariantEffectSummary`) are logged and written beside it
+as `<out>.summary.json`.
 """
 
 from __future__ import annotations
@@ -35,15 +36,20 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
+from isoformer.analysis.variant_effect_output import (
+    effects_frame,
+    output_format,
+    output_schema,
+    summary_path,
+    table_writer,
+)
 from isoformer.constants import DNA_SEQUENCE, PROTEIN_SEQUENCE, RNA_SEQUENCE
 from isoformer.data.dataset import read_metadata, read_transcripts, resolve_fasta
 from isoformer.data.genome import Genome
@@ -69,10 +75,6 @@ from isoformer.training.run import Run
 
 log = logging.getLogger(__name__)
 
-OUTPUT_FORMATS = {".tsv": "tsv", ".parquet": "parquet"}
-ID_COLUMNS = ("variant_id", "transcript_id", "gene_id", "consequence", "protein_change",
-              "modalities_changed")
-DELTA_MEAN = "delta_mean"
 # Reference predictions kept (one [T] row each): a position-sorted VCF needs only the transcripts
 # near the current position, a few hundred at most in the densest loci.
 REF_CACHE_SIZE = 4096
@@ -96,23 +98,6 @@ class VariantEffectSummary:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "vcf": str(self.vcf), "output": str(self.output)}
-
-
-def summary_path(out: str | Path) -> Path:
-    """Where the summary of the output `out` is written: `<out>.summary.json` beside it."""
-    out = Path(out)
-    return out.with_name(f"{out.name}.summary.json")
-
-
-def output_format(out: str | Path) -> str:
-    """"tsv" or "parquet", from the extension of `out`."""
-    kind = OUTPUT_FORMATS.get(Path(out).suffix.lower())
-    if kind is None:
-        raise IsoformerError(
-            f"{out}: the output must end in {' or '.join(OUTPUT_FORMATS)} (the format follows "
-            "the extension)"
-        )
-    return kind
 
 
 def load_transcripts(dataset_dir: str | Path,
@@ -217,47 +202,6 @@ class EffectPredictor:
 
 def _alt_record(inputs: VariantEffectInputs) -> dict[str, str]:
     return {DNA_SEQUENCE: inputs.dna, RNA_SEQUENCE: inputs.rna, PROTEIN_SEQUENCE: inputs.protein}
-
-
-def output_schema(tissues: Sequence[str]) -> dict[str, Any]:
-    return {**{c: pl.String for c in ID_COLUMNS}, DELTA_MEAN: pl.Float64,
-            **{t: pl.Float64 for t in tissues}}
-
-
-def effects_frame(effects: Sequence[VariantEffect], deltas: np.ndarray,
-                  tissues: Sequence[str]) -> pl.DataFrame:
-    """The output rows of `effects`, deltas [E, T] in `tissues` order."""
-    columns = {
-        "variant_id": [e.variant.variant_id for e in effects],
-        "transcript_id": [e.transcript.transcript_id for e in effects],
-        "gene_id": [e.transcript.gene_id for e in effects],
-        "consequence": [e.inputs.consequence for e in effects],
-        "protein_change": [e.inputs.protein_change for e in effects],
-        "modalities_changed": [",".join(e.inputs.modalities_changed) for e in effects],
-        DELTA_MEAN: deltas.mean(axis=1),
-        **{tissue: deltas[:, t] for t, tissue in enumerate(tissues)},
-    }
-    return pl.DataFrame(columns, schema=output_schema(tissues))
-
-
-@contextmanager
-def table_writer(path: Path, kind: str,
-                 schema: dict[str, Any]) -> Iterator[Callable[[pl.DataFrame], None]]:
-    """`write(frame)` appending to a TSV file (header first) or a Parquet file (a row group per
-    frame); the file is complete when the block ends."""
-    empty = pl.DataFrame(schema=schema)
-    if kind == "parquet":
-        parquet = pq.ParquetWriter(str(path), empty.to_arrow().schema)
-        try:
-            yield lambda frame: parquet.write_table(frame.to_arrow())
-        finally:
-            parquet.close()
-    else:
-        # Unquoted: no field holds a tab or newline, and "" stays an empty field.
-        options = {"separator": "\t", "quote_style": "never"}
-        with path.open("wb") as handle:
-            empty.write_csv(handle, **options)
-            yield lambda frame: frame.write_csv(handle, include_header=False, **options)
 
 
 @dataclass
