@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +196,23 @@ def test_deltas_are_the_models_alt_minus_ref(scored, run_dir, fixture_dataset):
     np.testing.assert_allclose(deltas, expected, atol=1e-6)
     np.testing.assert_allclose(table["delta_mean"].to_numpy(), deltas.mean(axis=1), atol=1e-12)
     assert np.abs(deltas).max() > 1e-4  # the comparison is not one of zeros
+
+
+def test_each_reference_window_is_read_from_the_fasta_once(run_dir, fixture_dataset, vcf,
+                                                           tmp_path, monkeypatch):
+    """TX1 and TX2 share the window of chr1's TSS 10 (+), TX3 has chr2's TSS 95 (-): one read
+    each, for their 7 rows and their reference predictions (uncached: 5 + 2 and 3 + 1 reads)."""
+    reads: Counter[tuple] = Counter()
+    window = Genome.window
+
+    def counted(genome, chrom, tss, strand, length):
+        reads[chrom, tss, strand, length] += 1
+        return window(genome, chrom, tss, strand, length)
+
+    monkeypatch.setattr(Genome, "window", counted)
+    score_variants(run_dir, fixture_dataset, vcf, tmp_path / "effects.tsv", device="cpu",
+                   progress=False)
+    assert reads == {("chr1", 10, "+", DNA_LENGTH): 1, ("chr2", 95, "-", DNA_LENGTH): 1}
 
 
 def test_summary_file_and_parquet_equal_to_tsv(scored, run_dir, fixture_dataset, vcf, tmp_path):

@@ -17,8 +17,11 @@ The flow, in bounded memory whatever the VCF's size:
 - Pairs are buffered (`buffer_size`), then predicted through the project's `Predictor` in
   length-sorted batches together with the reference inputs of transcripts not predicted yet;
   reference predictions are kept for the `REF_CACHE_SIZE` transcripts used last, which in a
-  position-sorted VCF covers every transcript near the current position. A pair that changes no
-  modality the run reads has a delta of exactly 0 and is not predicted.
+  position-sorted VCF covers every transcript near the current position (an unsorted VCF
+  predicts a transcript's reference again once it has dropped out). A pair that changes no
+  modality the run reads has a delta of exactly 0 and is not predicted. Reference DNA windows
+  are kept for the `WINDOW_CACHE_SIZE` transcripts used last (`WindowCachingGenome`), so the
+  alleles near a transcript and its reference prediction share one read of the FASTA.
 
 Output (written by `isoformer.analysis.variant_effect_output`), one row per (allele,
 transcript) in VCF order, then dataset order of the transcripts: variant_id (chrom:pos:ref:alt,
@@ -32,6 +35,7 @@ as `<out>.summary.json`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -78,6 +82,9 @@ log = logging.getLogger(__name__)
 # Reference predictions kept (one [T] row each): a position-sorted VCF needs only the transcripts
 # near the current position, a few hundred at most in the densest loci.
 REF_CACHE_SIZE = 4096
+# Reference DNA windows kept (one per transcript): those of the transcripts near the current
+# position; ~50 MB at the paper's 196,608-bp window.
+WINDOW_CACHE_SIZE = 256
 
 
 @dataclass
@@ -115,6 +122,19 @@ def load_transcripts(dataset_dir: str | Path,
             raise IsoformerError(f"{dataset_dir}: no transcript {shown} in the dataset")
         table = table.filter(pl.col("transcript_id").is_in(sorted(wanted)))
     return [TranscriptStructure.from_row(row) for row in table.iter_rows(named=True)]
+
+
+class WindowCachingGenome(Genome):
+    """A genome that keeps the TSS windows it read last (`cache_size`): `variant_inputs` reads a
+    transcript's reference window for every allele near it, and its reference prediction once
+    more; each is fetched from the FASTA once while kept."""
+
+    def __init__(self, path: str | Path, cache_size: int = WINDOW_CACHE_SIZE):
+        super().__init__(path)
+        self._cached_window = functools.lru_cache(maxsize=cache_size)(super().window)
+
+    def window(self, chrom: str, tss: int, strand: str, length: int) -> str:
+        return self._cached_window(chrom, tss, strand, length)
 
 
 class TranscriptIndex:
@@ -253,7 +273,8 @@ class VcfScan:
             self.first_ref_mismatch_line = variant.line
         return False
 
-    def written(self, effects: Sequence[VariantEffect]) -> None:
+    def count_written(self, effects: Sequence[VariantEffect]) -> None:
+        """Add `effects` to the rows and consequences written."""
         self.rows += len(effects)
         self.consequences.update(effect.inputs.consequence for effect in effects)
 
@@ -322,7 +343,7 @@ def score_variants(
              len(structures), dataset_dir, run.directory, ", ".join(run.modalities),
              run.dna_length)
     counts = VcfCounts()
-    with Genome(fasta_path) as genome:
+    with WindowCachingGenome(fasta_path) as genome:
         scan = VcfScan(vcf, genome, TranscriptIndex(structures, run.dna_length), run.dna_length,
                        strict)
         scorer = EffectPredictor(predictor, genome, run.dna_length, run.modalities, batch_size)
@@ -333,7 +354,7 @@ def score_variants(
         ):
             for effects in effect_buffers(scan, counts, buffer_size, advance):
                 write(effects_frame(effects, scorer.deltas(effects), run.tissues))
-                scan.written(effects)
+                scan.count_written(effects)
     log_crops(predictor.crops(), f"scoring {vcf}")
     summary = VariantEffectSummary(
         vcf=vcf, output=out, records=counts.records, alleles=counts.alleles,
