@@ -143,7 +143,8 @@ def _add_variant_effect(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_variant_effect(args: argparse.Namespace) -> int:
-    from isoformer.analysis.variant_effect import score_variants, summary_path
+    from isoformer.analysis.variant_effect import score_variants
+    from isoformer.analysis.variant_effect_output import summary_path
 
     transcripts = None if args.transcripts is None else [
         name.strip() for name in args.transcripts.split(",") if name.strip()]
