@@ -279,6 +279,16 @@ def test_transcripts_option_limits_the_rows(run_dir, fixture_dataset, vcf, tmp_p
     assert not (tmp_path / "x.tsv").exists()
 
 
+def test_alts_equal_to_ref_are_counted_in_the_summary(run_dir, fixture_dataset, tmp_path):
+    """chr1:5 A>A,C: the A is no change, skipped and counted; the C gives TX1's and TX2's rows."""
+    vcf = _write_vcf(tmp_path / "x.vcf", [("chr1", 5, "A", "A,C")])
+    out = tmp_path / "effects.tsv"
+    summary = score_variants(run_dir, fixture_dataset, vcf, out, device="cpu", progress=False)
+    assert (summary.records, summary.alleles, summary.ref_equal_alt, summary.rows) == (1, 1, 1, 2)
+    assert json.loads(summary_path(out).read_text())["ref_equal_alt"] == 1
+    assert _read_tsv(out)["variant_id"].to_list() == ["chr1:5:A:C"] * 2
+
+
 def test_strict_ref_mismatch_fails_with_the_line_and_writes_nothing(run_dir, fixture_dataset,
                                                                     vcf, tmp_path):
     out = tmp_path / "effects.parquet"

@@ -8,9 +8,10 @@ The flow, in bounded memory whatever the VCF's size:
   indexed per chromosome by `span(dna_length)` (the run's DNA window and the exons: where a
   variant can change an input) as sorted starts searched with numpy, so a variant looks only at
   the transcripts near it.
-- The VCF streams allele by allele (`read_vcf`: multi-allelic records split, symbolic ALTs skipped
-  and counted). A contig absent from the genome is an error naming the VCF line; a REF that
-  differs from the genome is counted and skipped (with `strict`, an error naming the line).
+- The VCF streams allele by allele (`read_vcf`: multi-allelic records split, symbolic ALTs and
+  ALTs equal to their REF skipped and counted). A contig absent from the genome is an error
+  naming the VCF line; a REF that differs from the genome is counted and skipped (with `strict`,
+  an error naming the line).
 - Each (allele, nearby transcript) goes through `variant_inputs`: the ALT's DNA window, RNA and
   protein, its consequence and protein change; pairs it returns None for (the variant is in the
   span but touches neither the window nor an exon, e.g. deep in an intron) give no row.
@@ -96,6 +97,7 @@ class VariantEffectSummary:
     records: int  # VCF data lines read
     alleles: int  # (record, ALT) pairs read
     symbolic: int  # ALTs skipped as symbolic
+    ref_equal_alt: int  # ALTs skipped as equal to their REF (no change)
     ref_mismatches: int  # alleles skipped: REF differs from the genome
     no_transcript: int  # alleles (REF checked) that touch no transcript's window or exons
     rows: int  # (allele, transcript) rows written
@@ -358,7 +360,8 @@ def score_variants(
     log_crops(predictor.crops(), f"scoring {vcf}")
     summary = VariantEffectSummary(
         vcf=vcf, output=out, records=counts.records, alleles=counts.alleles,
-        symbolic=counts.symbolic, ref_mismatches=scan.ref_mismatches,
+        symbolic=counts.symbolic, ref_equal_alt=counts.ref_equal_alt,
+        ref_mismatches=scan.ref_mismatches,
         no_transcript=scan.no_transcript, rows=scan.rows,
         consequences={term: scan.consequences[term] for term in CONSEQUENCES},
         first_ref_mismatch_line=scan.first_ref_mismatch_line,
@@ -372,10 +375,11 @@ def score_variants(
 def _log_summary(summary: VariantEffectSummary) -> None:
     observed = ", ".join(f"{term} {n}" for term, n in summary.consequences.items() if n)
     log.info(
-        "%s: %d records, %d alleles (%d symbolic skipped, %d REF mismatches skipped, %d touching "
-        "no transcript); %d rows written to %s in %.1f s (%s)", summary.vcf, summary.records,
-        summary.alleles, summary.symbolic, summary.ref_mismatches, summary.no_transcript,
-        summary.rows, summary.output, summary.seconds, observed or "no rows",
+        "%s: %d records, %d alleles (%d symbolic and %d equal to REF skipped, %d REF mismatches "
+        "skipped, %d touching no transcript); %d rows written to %s in %.1f s (%s)", summary.vcf,
+        summary.records, summary.alleles, summary.symbolic, summary.ref_equal_alt,
+        summary.ref_mismatches, summary.no_transcript, summary.rows, summary.output,
+        summary.seconds, observed or "no rows",
     )
     if summary.ref_mismatches:
         log.warning(
