@@ -289,6 +289,19 @@ def test_alts_equal_to_ref_are_counted_in_the_summary(run_dir, fixture_dataset, 
     assert _read_tsv(out)["variant_id"].to_list() == ["chr1:5:A:C"] * 2
 
 
+def test_a_transcript_deleted_whole_is_counted_not_scored(run_dir, fixture_dataset, tmp_path):
+    """chr1:10 deletes chr1 [10, 60) after its anchor base [9]: all of TX2's one exon [10, 60)
+    (transcript_ablation: skipped and counted), TX1's exon 1 and part of exon 2 (a row)."""
+    with Genome(FILES / "genome.fa") as genome:
+        ref = genome.fetch("chr1", 9, 60)
+    vcf = _write_vcf(tmp_path / "x.vcf", [("chr1", 10, ref, ref[0])])
+    out = tmp_path / "effects.tsv"
+    summary = score_variants(run_dir, fixture_dataset, vcf, out, device="cpu", progress=False)
+    assert (summary.rows, summary.transcript_ablations) == (1, 1)
+    assert _read_tsv(out)["transcript_id"].to_list() == [TX1]
+    assert summary.consequences["transcript_ablation"] == 0  # rows written: none of that kind
+
+
 def test_strict_ref_mismatch_fails_with_the_line_and_writes_nothing(run_dir, fixture_dataset,
                                                                     vcf, tmp_path):
     out = tmp_path / "effects.parquet"

@@ -100,6 +100,9 @@ class VariantEffectSummary:
     ref_equal_alt: int  # ALTs skipped as equal to their REF (no change)
     ref_mismatches: int  # alleles skipped: REF differs from the genome
     no_transcript: int  # alleles (REF checked) that touch no transcript's window or exons
+    # (allele, transcript) pairs skipped: every exonic base deleted (transcript_ablation), no
+    # RNA left to predict.
+    transcript_ablations: int
     rows: int  # (allele, transcript) rows written
     consequences: dict[str, int]  # rows per consequence, every term of CONSEQUENCES
     first_ref_mismatch_line: int | None  # VCF line of the first REF mismatch
@@ -239,12 +242,14 @@ class VcfScan:
     ref_mismatches: int = 0
     first_ref_mismatch_line: int | None = None
     no_transcript: int = 0
+    transcript_ablations: int = 0
     rows: int = 0
     consequences: Counter[str] = field(default_factory=Counter)
 
     def effects(self, variant: Variant) -> list[VariantEffect]:
         """The rows of `variant`: none when its REF differs from the genome (counted, or an error
-        with `strict`) or it touches no transcript (counted); an absent contig is an error."""
+        with `strict`) or it touches no transcript (counted); an absent contig is an error.
+        Transcripts it deletes whole give no row (counted): there is nothing left to predict."""
         if not self._reference_ok(variant):
             return []
         effects = [
@@ -253,7 +258,9 @@ class VcfScan:
             if (inputs := variant_inputs(variant, tx, self.genome, self.dna_length)) is not None
         ]
         self.no_transcript += not effects
-        return effects
+        scored = [effect for effect in effects if effect.inputs.rna]
+        self.transcript_ablations += len(effects) - len(scored)
+        return scored
 
     def _reference_ok(self, variant: Variant) -> bool:
         genome = self.genome
@@ -362,7 +369,8 @@ def score_variants(
         vcf=vcf, output=out, records=counts.records, alleles=counts.alleles,
         symbolic=counts.symbolic, ref_equal_alt=counts.ref_equal_alt,
         ref_mismatches=scan.ref_mismatches,
-        no_transcript=scan.no_transcript, rows=scan.rows,
+        no_transcript=scan.no_transcript, transcript_ablations=scan.transcript_ablations,
+        rows=scan.rows,
         consequences={term: scan.consequences[term] for term in CONSEQUENCES},
         first_ref_mismatch_line=scan.first_ref_mismatch_line,
         seconds=time.perf_counter() - start,
@@ -376,9 +384,11 @@ def _log_summary(summary: VariantEffectSummary) -> None:
     observed = ", ".join(f"{term} {n}" for term, n in summary.consequences.items() if n)
     log.info(
         "%s: %d records, %d alleles (%d symbolic and %d equal to REF skipped, %d REF mismatches "
-        "skipped, %d touching no transcript); %d rows written to %s in %.1f s (%s)", summary.vcf,
+        "skipped, %d touching no transcript; %d transcripts deleted whole, not scored); %d rows "
+        "written to %s in %.1f s (%s)", summary.vcf,
         summary.records, summary.alleles, summary.symbolic, summary.ref_equal_alt,
-        summary.ref_mismatches, summary.no_transcript, summary.rows, summary.output,
+        summary.ref_mismatches, summary.no_transcript, summary.transcript_ablations,
+        summary.rows, summary.output,
         summary.seconds, observed or "no rows",
     )
     if summary.ref_mismatches:

@@ -154,8 +154,9 @@ def _run_variant_effect(args: argparse.Namespace) -> int:
         precision=args.precision, progress=not args.no_progress,
     )
     print(f"{summary.records} records, {summary.alleles} alleles: {summary.rows} rows "
-          f"(skipped: {summary.symbolic} symbolic, {summary.ref_mismatches} REF mismatches, "
-          f"{summary.no_transcript} touching no transcript)")
+          f"(skipped: {summary.symbolic} symbolic, {summary.ref_equal_alt} ALT equal to REF, "
+          f"{summary.ref_mismatches} REF mismatches, {summary.no_transcript} touching no "
+          f"transcript, {summary.transcript_ablations} transcripts deleted whole)")
     print(f"written: {summary.output}, {summary_path(summary.output)}")
     return 0
 
