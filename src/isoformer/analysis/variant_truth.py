@@ -201,28 +201,40 @@ def true_expression(dna: str, rna: str, protein: str, gene_effect: np.ndarray,
                                          rules))
 
 
+def true_delta_mean(p: PlacedVariant, tx: TranscriptStructure, truth: dict,
+                    rules: ExpressionRules, genome: Genome, dna_length: int) -> float:
+    """The rules' ALT minus REF noise-free log(1 + TPM) of `p` on `tx`, mean over tissues."""
+    inputs = variant_inputs(p.variant, tx, genome, dna_length)
+    gene = np.asarray(truth["transcripts"][tx.transcript_id]["components"]["gene"])
+    ref = true_expression(genome.window(tx.chrom, tx.tss, tx.strand, dna_length), tx.rna,
+                          tx.protein, gene, rules)
+    alt = true_expression(inputs.dna, inputs.rna, inputs.protein, gene, rules)
+    return float(np.mean(alt - ref))
+
+
 def truth_rows(placed: Sequence[PlacedVariant], structures: dict[str, TranscriptStructure],
                scored: pl.DataFrame, truth: dict, rules: ExpressionRules, genome: Genome,
-               dna_length: int, modalities: Sequence[str]) -> pl.DataFrame:
+               dna_length: int, modalities: Sequence[str],
+               true_deltas: dict[tuple[str, str, int], float] | None = None) -> pl.DataFrame:
     """`scored` (one run's variant-effect table) joined with each row's class and true delta,
-    and whether it changes one of the run's `modalities`."""
+    and whether it changes one of the run's `modalities`. `true_deltas` keeps the true deltas
+    across calls: the runs of one comparison share their (variant, transcript) pairs."""
+    true_deltas = {} if true_deltas is None else true_deltas
     by_id = {p.variant.variant_id: p for p in placed}
     rows = []
     for row in scored.select("variant_id", "transcript_id", "consequence", "protein_change",
                              "modalities_changed", "delta_mean").iter_rows(named=True):
         p = by_id[row["variant_id"]]
         tx = structures[row["transcript_id"]]
-        inputs = variant_inputs(p.variant, tx, genome, dna_length)
-        gene = np.asarray(truth["transcripts"][tx.transcript_id]["components"]["gene"])
-        ref = true_expression(genome.window(tx.chrom, tx.tss, tx.strand, dna_length), tx.rna,
-                              tx.protein, gene, rules)
-        alt = true_expression(inputs.dna, inputs.rna, inputs.protein, gene, rules)
+        key = (p.variant.variant_id, tx.transcript_id, dna_length)
+        if key not in true_deltas:
+            true_deltas[key] = true_delta_mean(p, tx, truth, rules, genome, dna_length)
         targeted = tx.transcript_id == p.transcript_id
         changed = set(row["modalities_changed"].split(","))
         rows.append({**row, "kind": p.kind, "element": p.element, "targeted": targeted,
                      "intended": targeted and _as_intended(p, row),
                      "read": bool(changed & set(modalities)),
-                     "true_delta_mean": float(np.mean(alt - ref))})
+                     "true_delta_mean": true_deltas[key]})
     return pl.DataFrame(rows)
 
 
@@ -347,6 +359,7 @@ def _score_and_compare(truth: dict, rules: ExpressionRules, dataset_dir: Path, o
     structures = list(_test_structures(dataset_dir))
     fasta = resolve_fasta(dataset_dir, read_metadata(dataset_dir))
     results, frames = {}, {}
+    true_deltas: dict[tuple[str, str, int], float] = {}  # shared by the runs
     with Genome(fasta) as genome:
         placed = place_variants(structures, rules, genome, dna_length, per_class)
         log.info("placed %s", ", ".join(
@@ -361,7 +374,7 @@ def _score_and_compare(truth: dict, rules: ExpressionRules, dataset_dir: Path, o
             score_variants(run, dataset_dir, vcf, table, transcripts=test_ids, device=device,
                            progress=progress)
             rows = truth_rows(placed, by_id, pl.read_parquet(table), truth, rules, genome,
-                              run.dna_length, run.modalities)
+                              run.dna_length, run.modalities, true_deltas)
             frames[name] = rows
             results[name] = class_summary(rows, min_effect)
     every_row = pl.concat([rows.with_columns(pl.lit(name).alias("run"))
