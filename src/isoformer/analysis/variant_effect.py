@@ -73,7 +73,6 @@ from isoformer.model.prediction import (
     InferencePrecision,
     Predictor,
     record_progress,
-    resolve_device,
 )
 from isoformer.training.predict import DEFAULT_BUFFER_BATCHES
 from isoformer.training.run import Run
@@ -306,12 +305,6 @@ def effect_buffers(scan: VcfScan, counts: VcfCounts, buffer_size: int,
         yield pending
 
 
-def _load_model(run: Run, device: str) -> Any:
-    if run.is_baseline:  # a k-mer baseline predicts on the CPU
-        return run.load_model()
-    return run.load_model(str(resolve_device(device)))
-
-
 def score_variants(
     run_dir: Run | str | Path,
     dataset_dir: str | Path,
@@ -347,7 +340,7 @@ def score_variants(
     run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
     fasta_path = resolve_fasta(dataset_dir, read_metadata(dataset_dir), fasta)
     structures = load_transcripts(dataset_dir, transcripts)
-    predictor = Predictor(_load_model(run, device), precision)
+    predictor = Predictor(run.load_model(device), precision)
     log.info("scoring %s on %d transcripts of %s with %s (%s; DNA window %d bp)", vcf,
              len(structures), dataset_dir, run.directory, ", ".join(run.modalities),
              run.dna_length)
