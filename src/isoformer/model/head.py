@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from isoformer.constants import MODALITIES
 from isoformer.encoders.base import EncoderOutput
 from isoformer.errors import IsoformerError
-from isoformer.model.config import HeadConfig
+
+if TYPE_CHECKING:
+    # Only for annotations: isoformer.model.config imports the aggregation package, whose linear
+    # kind imports `masked_mean` from here, so a runtime import would be circular.
+    from isoformer.model.config import HeadConfig
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

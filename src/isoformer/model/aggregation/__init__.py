@@ -6,6 +6,8 @@
 | concat          | ConcatConfig           | its own tokens, unchanged                        |
 | perceiver       | PerceiverConfig        | num_latents resampled latents, fused by attention |
 | c_abstractor    | CAbstractorConfig      | num_tokens conv-pooled tokens, fused by attention |
+
+The configs are in `config.py` (also importable from `isoformer.model.config`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from __future__ import annotations
 from isoformer.errors import IsoformerError
 from isoformer.model.aggregation.base import AggregationOutput, Aggregator
 from isoformer.model.aggregation.c_abstractor import CAbstractorAggregator
+from isoformer.model.aggregation.config import AGGREGATION_CONFIGS, AggregationConfig
 from isoformer.model.aggregation.cross_attention import CrossAttentionAggregator
 from isoformer.model.aggregation.linear import ConcatenationAggregator, LinearProjectionAggregator
 from isoformer.model.aggregation.perceiver import PerceiverAggregator
-from isoformer.model.config import AGGREGATION_CONFIGS, AggregationConfig
 
 AGGREGATORS: dict[str, type[Aggregator]] = {
     "cross_attention": CrossAttentionAggregator,

@@ -1,10 +1,11 @@
 """The one fusion interface: token embeddings per modality in, fused query embeddings out.
 
 Every kind (cross_attention, linear, concat, perceiver, c_abstractor) takes its own config
-(`isoformer.model.config.AggregationConfig`, a union told apart by `kind`) and the encoders'
-widths, and returns per query modality hidden [B, L, D] + mask; `output_dims` gives the head its
-input widths. A modality missing from a row (flag off, or no valid token) contributes nothing to
-that row: its values are never read there, so any garbage in them gives the same output.
+(`isoformer.model.aggregation.config.AggregationConfig`, a union told apart by `kind`) and the
+encoders' widths, and returns per query modality hidden [B, L, D] + mask; `output_dims` gives the
+head its input widths. A modality missing from a row (flag off, or no valid token) contributes
+nothing to that row: its values are never read there, so any garbage in them gives the same
+output.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 from isoformer.constants import MODALITIES
 from isoformer.encoders.base import EncoderOutput
 from isoformer.errors import IsoformerError
-from isoformer.model.config import DEFAULT_MAX_DIM, AggregationConfig
+from isoformer.model.aggregation.config import DEFAULT_MAX_DIM, AggregationConfig
 
 
 @dataclass

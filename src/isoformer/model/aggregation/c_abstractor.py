@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from isoformer.model.aggregation.config import CAbstractorConfig
 from isoformer.model.aggregation.layers import TokenSetAggregator
-from isoformer.model.config import CAbstractorConfig
 
 
 def masked_adaptive_avg_pool(hidden: torch.Tensor, mask: torch.Tensor,

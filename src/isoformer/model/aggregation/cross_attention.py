@@ -18,7 +18,7 @@ from torch import nn
 from isoformer.encoders.base import EncoderOutput
 from isoformer.errors import IsoformerError
 from isoformer.model.aggregation.base import AggregationOutput, Aggregator, rows_with_tokens
-from isoformer.model.config import CrossAttentionConfig
+from isoformer.model.aggregation.config import CrossAttentionConfig
 
 
 class CrossAttentionBlock(nn.Module):

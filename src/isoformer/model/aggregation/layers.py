@@ -14,7 +14,7 @@ from torch import nn
 from isoformer.encoders.base import EncoderOutput
 from isoformer.errors import IsoformerError
 from isoformer.model.aggregation.base import AggregationOutput, Aggregator, valid_tokens
-from isoformer.model.config import CAbstractorConfig, PerceiverConfig
+from isoformer.model.aggregation.config import CAbstractorConfig, PerceiverConfig
 
 
 class Attention(nn.Module):

@@ -4,7 +4,7 @@ concat: no fusion. Every modality's tokens pass unchanged (rows without the moda
 head mean-pools each modality and its linear layer reads their concatenation. This kind was
 called `linear` before the projection kind below existed: a saved config with the old layout
 (`kind: linear` beside num_heads / num_layers / query_modalities) reads as concat, see
-`isoformer.model.config._upgrade_legacy_aggregation`.
+`isoformer.model.aggregation.config.upgrade_legacy_aggregation`.
 
 linear (linear projection): each modality mean-pooled over its valid tokens, projected by its own
 Linear to the common width D (`dim`; unset: the widest encoder's, at most 512), the projections
@@ -25,7 +25,7 @@ from isoformer.model.aggregation.base import (
     rows_with_tokens,
     valid_tokens,
 )
-from isoformer.model.config import ConcatConfig, LinearProjectionConfig
+from isoformer.model.aggregation.config import ConcatConfig, LinearProjectionConfig
 from isoformer.model.head import masked_mean
 
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from isoformer.model.aggregation.config import PerceiverConfig
 from isoformer.model.aggregation.layers import Attention, FeedForward, TokenSetAggregator
-from isoformer.model.config import PerceiverConfig
 
 
 class PerceiverResampler(nn.Module):
