@@ -27,9 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from isoformer.analysis.demo import simulate_demo_dataset
 from isoformer.constants import TARGETS
-from isoformer.data.build import build_dataset
-from isoformer.data.simulate import simulate_study
 from isoformer.encoders.embedding_cache import EmbeddingCache
 from isoformer.training.datamodule import TranscriptDataModule
 from isoformer.training.embed import embed
@@ -38,15 +37,6 @@ from isoformer.training.module import masked_mse
 
 FROZEN = [f"model.encoders.{m}.train_mode=frozen" for m in ("dna", "rna", "protein")]
 FROZEN += ["training.dna_shift=0"]
-
-
-def build_study(folder: Path, n_genes: int) -> Path:
-    simulate_study(folder / "study", n_genes=n_genes, seed=0)
-    study = folder / "study"
-    build_dataset(fasta=study / "genome.fa", gtf=study / "annotation.gtf",
-                  tpm=study / "transcript_tpm.gct.gz", samples=study / "sample_attributes.txt",
-                  out=folder / "dataset", val_fraction=0.15, test_fraction=0.15, seed=0)
-    return folder / "dataset"
 
 
 def pad_to(inputs: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
@@ -111,7 +101,7 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
 
     with tempfile.TemporaryDirectory() as folder:
-        data = build_study(Path(folder), genes)
+        _, data = simulate_demo_dataset(folder, n_genes=genes)
         config = resolve_config(data, "tiny", FROZEN)
         started = time.perf_counter()
         summary = embed(data, "tiny", Path(folder) / "cache", overrides=FROZEN, progress=False)

@@ -96,26 +96,18 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def run_demo(
+def simulate_demo_dataset(
     out: str | Path,
     n_genes: int | None = None,
     seed: int = 0,
-    max_epochs: int | None = None,
-    overrides: tuple[str, ...] = (),
-    overwrite: bool = False,
-    progress: bool = True,
     family: RuleFamily | None = None,
-) -> DemoResult:
-    """Run the whole demo into `out` and write its summary files; return the figures. `family`:
-    the simulation's rule family (default `RuleFamily()`)."""
-    from isoformer.analysis.oracle import oracle_metrics
+) -> tuple[Path, Path]:
+    """The demo's first two steps: simulate a study into `out/study` and build `out/dataset` from
+    it with the demo's held-out shares, both by `seed`; return (study, dataset)."""
     from isoformer.data.build import build_dataset
     from isoformer.data.simulate import simulate_study
-    from isoformer.training.baseline import fit_baseline
-    from isoformer.training.fit import train
 
     out = Path(out)
-    _prepare_out(out, overwrite)
     study, dataset = out / "study", out / "dataset"
     log.info("demo 1/3: simulating a study into %s", study)
     simulate_study(study, n_genes=n_genes, seed=seed, family=family)
@@ -130,6 +122,28 @@ def run_demo(
         test_fraction=DEMO_TEST_FRACTION,
         seed=seed,
     )
+    return study, dataset
+
+
+def run_demo(
+    out: str | Path,
+    n_genes: int | None = None,
+    seed: int = 0,
+    max_epochs: int | None = None,
+    overrides: tuple[str, ...] = (),
+    overwrite: bool = False,
+    progress: bool = True,
+    family: RuleFamily | None = None,
+) -> DemoResult:
+    """Run the whole demo into `out` and write its summary files; return the figures. `family`:
+    the simulation's rule family (default `RuleFamily()`)."""
+    from isoformer.analysis.oracle import oracle_metrics
+    from isoformer.training.baseline import fit_baseline
+    from isoformer.training.fit import train
+
+    out = Path(out)
+    _prepare_out(out, overwrite)
+    study, dataset = simulate_demo_dataset(out, n_genes=n_genes, seed=seed, family=family)
     truth = study / "truth.json"
     rows = []
     for step, (name, modalities) in enumerate(DEMO_MODELS.items(), start=1):
