@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from isoformer.constants import GTEX_TRAINING_TRANSCRIPTS
 from isoformer.model.config import load_preset
 from isoformer.model.isoformer import IsoFormer
 from isoformer.model.prediction import predict_batch
@@ -34,7 +35,6 @@ from isoformer.training.module import masked_mse
 # bf16 dense tensor-core peaks (TFLOP/s, no sparsity) from the vendors' data sheets.
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0,
                     "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "L4": 121.0}
-GTEX_TRAINING_TRANSCRIPTS = 82_000  # the issue's figure for one GTEx epoch
 LETTERS = {"dna_sequence": "ACGT", "rna_sequence": "ACGT",
            "protein_sequence": "ACDEFGHIKLMNPQRSTVWY"}
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from isoformer.constants import GTEX_TRAINING_TRANSCRIPTS
 from isoformer.errors import IsoformerError
 from isoformer.model.config import apply_overrides, load_preset
 from isoformer.model.isoformer import IsoFormer
@@ -510,6 +511,7 @@ def test_the_training_split_size_comes_from_the_metadata_or_the_rows(tmp_path):
     data = write_tiny_dataset(tmp_path / "data")
     assert _train_samples(data) == 15  # counted: the fixture's metadata records no split
     metadata = json.loads((data / "metadata.json").read_text())
-    metadata["split"] = {"transcripts": {"train": 82_205, "valid": 4_318, "test": 4_718}}
+    metadata["split"] = {"transcripts": {"train": GTEX_TRAINING_TRANSCRIPTS, "valid": 4_318,
+                                         "test": 4_718}}
     (data / "metadata.json").write_text(json.dumps(metadata))
-    assert _train_samples(data) == 82_205
+    assert _train_samples(data) == GTEX_TRAINING_TRANSCRIPTS

@@ -48,6 +48,11 @@ INFERENCE_PRECISIONS: tuple[str, ...] = ("32", "bf16")
 # Default DNA window (bp) centred on the TSS: 2,048 NT-v2 6-mer tokens.
 DEFAULT_DNA_LENGTH = 12_288
 
+# Training transcripts of the public GTEx dataset (`InstaDeepAI/multi_omics_transcript_expression`,
+# split by gene: 82,205 / 4,718 / 4,318 train / test / validation transcripts): the size of one
+# GTEx epoch where an estimate or a benchmark has no built dataset to count.
+GTEX_TRAINING_TRANSCRIPTS = 82_205
+
 # Keys of one prediction record / one dataset item; also the `export` JSONL keys.
 DNA_SEQUENCE = "dna_sequence"
 RNA_SEQUENCE = "rna_sequence"

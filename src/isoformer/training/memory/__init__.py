@@ -1,7 +1,7 @@
 """How much GPU memory and compute a training run needs, estimated on the CPU before it starts.
 
     estimate = estimate_memory(load_preset("paper"), gpu_memory_bytes=parse_size("80GB"),
-                               train_samples=82_205)
+                               train_samples=GTEX_TRAINING_TRANSCRIPTS)  # isoformer.constants
     print(estimate.format())          # a few lines: weights, gradients, optimiser, activations
     estimate.proposal                 # micro-batch x accumulation reaching the effective batch
     estimate.total_bytes(8)           # per device at micro-batch 8
