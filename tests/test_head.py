@@ -1,4 +1,4 @@
-"""Head: masked mean pooling (hand-computed), DNA pooling window, concatenation order."""
+"""Head: masked mean and max pooling (hand-computed), DNA pooling window, concatenation order."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch
 from isoformer.encoders.base import EncoderOutput
 from isoformer.errors import IsoformerError
 from isoformer.model.config import HeadConfig
-from isoformer.model.head import IsoFormerHead, masked_mean
+from isoformer.model.head import IsoFormerHead, masked_max, masked_mean
 
 
 def test_masked_mean_known_values():
@@ -14,6 +14,19 @@ def test_masked_mean_known_values():
                            [[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]])
     mask = torch.tensor([[True, True, False], [False, False, False]])
     torch.testing.assert_close(masked_mean(hidden, mask), torch.tensor([[2.0, 3.0], [0.0, 0.0]]))
+
+
+def test_masked_max_known_values_and_finite_gradient():
+    hidden = torch.tensor([[[1.0, -2.0], [3.0, -4.0], [100.0, 100.0]],
+                           [[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]], requires_grad=True)
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    pooled = masked_max(hidden, mask)
+    # Row 0: the padded 100s are ignored, negatives stay (no clamping at 0); row 1 has no token.
+    torch.testing.assert_close(pooled, torch.tensor([[3.0, -2.0], [0.0, 0.0]]))
+    pooled.sum().backward()
+    expected = torch.zeros(2, 3, 2)
+    expected[0, 1, 0] = expected[0, 0, 1] = 1.0  # the argmax of each feature
+    torch.testing.assert_close(hidden.grad, expected)
 
 
 def set_identity(head: IsoFormerHead) -> None:
@@ -34,6 +47,18 @@ def test_head_concatenates_in_modality_order_with_dna_window():
                             mask=torch.ones(1, 2, dtype=torch.bool))
     out = head({"dna": dna, "protein": protein})
     torch.testing.assert_close(out, torch.tensor([[2.0, 5.0]]))  # mean(1, 3), mean(4, 6)
+
+
+def test_dna_max_pool_in_window_leaves_other_modalities_mean_pooled():
+    head = IsoFormerHead(HeadConfig(dna_pool_window=(1, 3), dna_pool="max"),
+                         {"dna": 1, "rna": 1}, 2)
+    set_identity(head)
+    dna = EncoderOutput(hidden=torch.tensor([[[10.0], [1.0], [3.0], [50.0]]]),
+                        mask=torch.ones(1, 4, dtype=torch.bool))
+    rna = EncoderOutput(hidden=torch.tensor([[[4.0], [8.0]]]),
+                        mask=torch.ones(1, 2, dtype=torch.bool))
+    out = head({"dna": dna, "rna": rna})
+    torch.testing.assert_close(out, torch.tensor([[3.0, 6.0]]))  # max(1, 3), mean(4, 8)
 
 
 def test_window_past_the_tokens_is_an_error():

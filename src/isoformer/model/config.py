@@ -39,35 +39,11 @@ from isoformer.model.aggregation.config import (  # noqa: F401 (re-exported)
     aggregation_kinds,
     upgrade_legacy_aggregation,
 )
+from isoformer.model.head import HeadConfig  # noqa: F401 (re-exported)
 from isoformer.typed_config import coerce, field_hints, from_plain, tagged_arms, to_plain
 
 PRESET_PACKAGE = "isoformer.configs"
 ConfigT = TypeVar("ConfigT")
-
-
-@dataclass
-class HeadConfig:
-    """Mean-pool each fused modality over its valid tokens, concatenate, one value per tissue."""
-
-    kind: Literal["linear", "mlp"] = "linear"
-    hidden_dim: int = 256  # mlp only
-    dropout: float = 0.0
-    # Pool DNA tokens only in positions [start, end) (e.g. the central Enformer bins, as the
-    # released model does); None pools every valid DNA token.
-    dna_pool_window: tuple[int, int] | None = None
-
-    def __post_init__(self) -> None:
-        if self.hidden_dim < 1:
-            raise IsoformerError("head: hidden_dim must be at least 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise IsoformerError(f"head: dropout {self.dropout} is outside [0, 1)")
-        if self.dna_pool_window is not None:
-            start, end = self.dna_pool_window
-            if not 0 <= start < end:
-                raise IsoformerError(
-                    f"head: dna_pool_window {list(self.dna_pool_window)} must be [start, end) "
-                    "with 0 <= start < end"
-                )
 
 
 @dataclass
