@@ -63,6 +63,12 @@ def test_library_checkpointing_switch_points_to_gradient_checkpointing():
         tiny(architecture={"preset": "tiny", "use_checkpointing": True})
 
 
+def test_one_downsampling_is_a_clear_error():
+    # enformer-pytorch would build an empty convolution tower whose width the transformer refuses.
+    with pytest.raises(IsoformerError, match="num_downsamples 1 leaves no convolution tower"):
+        tiny(architecture={"preset": "tiny", "num_downsamples": 1})
+
+
 def test_hidden_layer_selects_transformer_states():
     sequences = random_dna(2048, 2)
     conv = tiny(hidden_layer=0)

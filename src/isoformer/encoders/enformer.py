@@ -85,7 +85,15 @@ def enformer_hparams(architecture: dict[str, Any]) -> dict[str, Any]:
         raise IsoformerError(
             f"unknown Enformer preset {preset!r} (choose from {', '.join(ENFORMER_PRESETS)})"
         )
-    return {**ENFORMER_PRESETS[preset], **fields}
+    hparams = {**ENFORMER_PRESETS[preset], **fields}
+    if hparams["num_downsamples"] < 2:
+        # With one halving the convolution tower is empty and its output keeps the stem's dim / 2
+        # channels, which enformer-pytorch's transformer (built for dim) cannot take.
+        raise IsoformerError(
+            f"enformer architecture: num_downsamples {hparams['num_downsamples']} leaves no "
+            "convolution tower; it must be at least 2 (4-bp bins)"
+        )
+    return hparams
 
 
 def _load_enformer(checkpoint_id: str) -> Enformer:
