@@ -63,10 +63,11 @@ def test_library_checkpointing_switch_points_to_gradient_checkpointing():
         tiny(architecture={"preset": "tiny", "use_checkpointing": True})
 
 
-def test_one_downsampling_is_a_clear_error():
-    # enformer-pytorch would build an empty convolution tower whose width the transformer refuses.
-    with pytest.raises(IsoformerError, match="num_downsamples 1 leaves no convolution tower"):
-        tiny(architecture={"preset": "tiny", "num_downsamples": 1})
+@pytest.mark.parametrize("num_downsamples", [1, 2])
+def test_too_few_downsamplings_are_a_clear_error(num_downsamples):
+    # enformer-pytorch divides by zero at 2 and builds a tower of the wrong width at 1.
+    with pytest.raises(IsoformerError, match=f"num_downsamples {num_downsamples} is below 3"):
+        tiny(architecture={"preset": "tiny", "num_downsamples": num_downsamples})
 
 
 def test_hidden_layer_selects_transformer_states():

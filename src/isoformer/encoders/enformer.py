@@ -86,12 +86,12 @@ def enformer_hparams(architecture: dict[str, Any]) -> dict[str, Any]:
             f"unknown Enformer preset {preset!r} (choose from {', '.join(ENFORMER_PRESETS)})"
         )
     hparams = {**ENFORMER_PRESETS[preset], **fields}
-    if hparams["num_downsamples"] < 2:
-        # With one halving the convolution tower is empty and its output keeps the stem's dim / 2
-        # channels, which enformer-pytorch's transformer (built for dim) cannot take.
+    if hparams["num_downsamples"] < 3:
+        # enformer-pytorch spaces the tower's widths from dim / 2 to dim over num_downsamples - 1
+        # points: with 2 it divides by zero, with 1 the empty tower keeps dim / 2 channels.
         raise IsoformerError(
-            f"enformer architecture: num_downsamples {hparams['num_downsamples']} leaves no "
-            "convolution tower; it must be at least 2 (4-bp bins)"
+            f"enformer architecture: num_downsamples {hparams['num_downsamples']} is below 3, "
+            "the fewest enformer-pytorch builds (8-bp bins)"
         )
     return hparams
 
