@@ -89,6 +89,15 @@ def test_dna_query_needs_dna():
                         ["model.modalities=rna,protein", "model.aggregation.query_modalities=dna"])
 
 
+def test_dna_max_pool_needs_tokens_at_the_head():
+    config = apply_overrides(load_preset("tiny"), ["model.head.dna_pool=max"])
+    assert config.model.head.dna_pool == "max"
+    with pytest.raises(IsoformerError, match="dna_pool=max has no effect with aggregation kind "
+                                             "linear"):
+        apply_overrides(load_preset("tiny"),
+                        ["model.head.dna_pool=max", "model.aggregation.kind=linear"])
+
+
 def test_missing_encoder_and_unknown_preset():
     data = config_to_dict(load_preset("tiny"))
     del data["model"]["encoders"]["protein"]

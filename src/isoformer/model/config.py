@@ -93,6 +93,11 @@ class ModelConfig:
                 f"{self.aggregation.kind} does not keep (only "
                 f"{' and '.join(TOKEN_PRESERVING_KINDS)} do); set it to none"
             )
+        if self.head.dna_pool == "max" and self.aggregation.kind == "linear":
+            raise IsoformerError(
+                "model.head.dna_pool=max has no effect with aggregation kind linear, which "
+                "mean-pools each modality before the head; use mean or another kind"
+            )
         if not self.tissues or len(set(self.tissues)) != len(self.tissues):
             raise IsoformerError("model.tissues must be a non-empty list of distinct names")
         if self.dna_length is not None and self.dna_length < 1:
