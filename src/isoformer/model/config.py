@@ -27,6 +27,7 @@ from isoformer.model.aggregation.config import (  # noqa: F401 (re-exported)
     # The aggregation configs live beside their aggregators; every name stays importable here.
     AGGREGATION_CONFIGS,
     DEFAULT_MAX_DIM,
+    PRE_POOLING_KINDS,
     TOKEN_PRESERVING_KINDS,
     AggregationConfig,
     CAbstractorConfig,
@@ -93,10 +94,11 @@ class ModelConfig:
                 f"{self.aggregation.kind} does not keep (only "
                 f"{' and '.join(TOKEN_PRESERVING_KINDS)} do); set it to none"
             )
-        if self.head.dna_pool == "max" and self.aggregation.kind == "linear":
+        if self.head.dna_pool == "max" and self.aggregation.kind in PRE_POOLING_KINDS:
             raise IsoformerError(
-                "model.head.dna_pool=max has no effect with aggregation kind linear, which "
-                "mean-pools each modality before the head; use mean or another kind"
+                f"model.head.dna_pool=max has no effect with aggregation kind "
+                f"{self.aggregation.kind}, which mean-pools each modality before the head; use "
+                "mean or another kind"
             )
         if not self.tissues or len(set(self.tissues)) != len(self.tissues):
             raise IsoformerError("model.tissues must be a non-empty list of distinct names")

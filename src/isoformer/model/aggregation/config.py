@@ -132,6 +132,9 @@ AGGREGATION_CONFIGS: dict[str, type] = tagged_arms(AggregationConfig)  # kind ->
 DEFAULT_MAX_DIM = 512
 # Kinds whose fused tokens are the encoders' own positions (head.dna_pool_window applies).
 TOKEN_PRESERVING_KINDS = ("cross_attention", "concat")
+# Kinds that mean-pool each modality to one token before the head (head.dna_pool=max would be a
+# mean).
+PRE_POOLING_KINDS = ("linear",)
 
 
 def aggregation_kinds() -> list[str]:
