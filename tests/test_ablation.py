@@ -12,6 +12,8 @@ from isoformer.analysis.ablation import (
     RUN_RECORD,
     Setting,
     ablate,
+    aggregation_settings,
+    kmer_settings,
     modality_settings,
     pretraining_settings,
     study_markdown,
@@ -42,6 +44,20 @@ def test_the_encoders_study_swaps_only_the_dna_encoder():
     assert len({repr(c.encoders["protein"]) for c in configs}) == 1
     assert [s.preset for s in ablation.encoder_settings("paper")] == [
         "paper-nt", "paper", "paper-borzoi"]
+
+
+def test_every_study_adds_the_kmer_ridge_on_each_modality_set_it_reads():
+    kmer = kmer_settings(modality_settings("tiny"))
+    assert [s.name for s in kmer] == [
+        "k-mer ridge (DNA)", "k-mer ridge (RNA)", "k-mer ridge (protein)",
+        "k-mer ridge (DNA + RNA)", "k-mer ridge (DNA + protein)", "k-mer ridge (RNA + protein)",
+        "k-mer ridge (DNA + RNA + protein)"]
+    assert [s.modalities for s in kmer] == [s.modalities for s in modality_settings("tiny")]
+    assert {s.baseline for s in kmer} == {"kmer"} and {s.overrides for s in kmer} == {()}
+    # The aggregation kinds all read the preset's three modalities: one ridge.
+    (ridge,) = kmer_settings(aggregation_settings("tiny"))
+    assert ridge.modalities == ("dna", "rna", "protein")
+    assert ablation.study_settings("aggregation", "tiny")[-1] == ridge
 
 
 def test_the_pretraining_study_refuses_random_against_random():
@@ -86,7 +102,8 @@ def finished(tmp_path_factory):
 def test_a_study_writes_one_row_per_run_its_tables_and_figures(finished):
     _, out = finished
     table = pl.read_csv(out / "modalities.csv")
-    assert table["setting"].to_list() == [s.name for s in modality_settings("tiny-nt")]
+    assert table["setting"].to_list() == [s.name for s in ablation.study_settings(
+        "modalities", "tiny-nt")]
     assert {"mean_r2", "isoform_spearman", "epochs", "wall_seconds", "r2:Brain"} <= set(
         table.columns)
     metrics = json.loads((out / "runs/modalities/dna---rna/seed0/metrics_test.json").read_text())
@@ -94,6 +111,22 @@ def test_a_study_writes_one_row_per_run_its_tables_and_figures(finished):
         metrics["mean"]["r2"])
     for name in ("modalities.md", "modalities.png", "figure3.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_the_kmer_rows_are_the_baselines_own_fit_and_evaluation(finished, tmp_path):
+    from isoformer.training.baseline import fit_baseline
+    from isoformer.training.evaluate import evaluate_run
+
+    data, out = finished
+    own = evaluate_run(fit_baseline(data, tmp_path / "ridge", modalities=("rna", "protein")),
+                       data, split="test", progress=False)
+    table = pl.read_csv(out / "modalities.csv")
+    row = table.filter(pl.col("setting") == "k-mer ridge (RNA + protein)")
+    assert row["mean_r2"][0] == pytest.approx(own["mean"]["r2"])
+    assert row["epochs"][0] is None
+    line = next(line for line in (out / "modalities.md").read_text().splitlines()
+                if line.startswith("| k-mer ridge (RNA + protein)"))
+    assert line.split(" | ")[1] == "1" and line.split(" | ")[5] == "-"  # one fit, no epochs
 
 
 def test_a_rerun_skips_finished_runs_and_retrains_an_unfinished_one(finished, monkeypatch):
@@ -108,4 +141,15 @@ def test_a_rerun_skips_finished_runs_and_retrains_an_unfinished_one(finished, mo
     ablate(data, "tiny-nt", "modalities", seeds=1, out=out,
            overrides=[*TINY_OVERRIDES, "training.max_epochs=1"], progress=False)
     assert trained == [("rna",)]
-    assert len(pl.read_csv(out / "modalities.csv")) == 7
+    assert len(pl.read_csv(out / "modalities.csv")) == 14
+
+
+def test_the_kmer_ridge_is_fitted_for_the_first_seed_only(finished, monkeypatch):
+    data, out = finished
+    calls = []
+    monkeypatch.setattr(ablation, "run_setting",
+                        lambda data, out, study, setting, seed, *a: calls.append(
+                            (setting.baseline, seed)))
+    ablate(data, "tiny-nt", "aggregation", seeds=[3, 4], out=out, progress=False)
+    assert calls.count(("kmer", 3)) == 1 and ("kmer", 4) not in calls
+    assert calls.count((None, 4)) == len(aggregation_settings("tiny-nt"))

@@ -4,7 +4,10 @@
 
 Each study is a list of settings; each setting is trained (`training.fit.train`) and evaluated
 on the test split (`training.evaluate.evaluate_run`) once per seed, into
-DIR/runs/<study>/<setting>/seed<N>/. A run with its `metrics_test.json` and `ablation.json`
+DIR/runs/<study>/<setting>/seed<N>/. Beside the deep models every study fits the k-mer ridge
+(`training.baseline.fit_baseline`, the peer a user would try first) on each modality set its
+settings read, once (it has no seed), so each table shows what a linear model gets from the same
+sequences. A run with its `metrics_test.json` and `ablation.json`
 (the setting and its wall time) is finished and skipped on a rerun, so an interrupted study
 resumes (an unfinished run resumes from its own last checkpoint) and the tables can be rebuilt
 from what finished (`write_study_tables`). Per study:
@@ -69,6 +72,9 @@ class Setting:
     preset: str
     overrides: tuple[str, ...] = ()
     modalities: tuple[str, ...] | None = None
+    # "kmer": the k-mer ridge on `modalities`, fitted instead of a model trained from `preset`;
+    # deterministic, so it runs for the first seed only, and the study's overrides do not apply.
+    baseline: str | None = None
 
     @property
     def slug(self) -> str:
@@ -138,17 +144,28 @@ def pretraining_settings(preset: str, checkpoints: dict[str, str]) -> list[Setti
             setting("all pre-trained", MODALITIES)]
 
 
+def kmer_settings(settings: Sequence[Setting]) -> list[Setting]:
+    """The k-mer ridge on each distinct modality set of `settings`, in their order."""
+    subsets = dict.fromkeys(s.modalities or tuple(load_preset(s.preset).model.modalities)
+                            for s in settings)
+    return [Setting(f"k-mer ridge ({' + '.join(MODALITY_NAMES[m] for m in subset)})",
+                    settings[0].preset, (), subset, baseline="kmer") for subset in subsets]
+
+
 def study_settings(study: str, preset: str, checkpoints: dict[str, str] | None = None
                    ) -> list[Setting]:
+    """The study's deep-model settings, then its k-mer ridge settings."""
     if study == "modalities":
-        return modality_settings(preset)
-    if study == "encoders":
-        return encoder_settings(preset)
-    if study == "aggregation":
-        return aggregation_settings(preset)
-    if study == "pretraining":
-        return pretraining_settings(preset, checkpoints or {})
-    raise IsoformerError(f"unknown study {study!r}: choose {', '.join(STUDIES)} or all")
+        settings = modality_settings(preset)
+    elif study == "encoders":
+        settings = encoder_settings(preset)
+    elif study == "aggregation":
+        settings = aggregation_settings(preset)
+    elif study == "pretraining":
+        settings = pretraining_settings(preset, checkpoints or {})
+    else:
+        raise IsoformerError(f"unknown study {study!r}: choose {', '.join(STUDIES)} or all")
+    return [*settings, *kmer_settings(settings)]
 
 
 def _run_dir(out: Path, study: str, setting: Setting, seed: int) -> Path:
@@ -169,13 +186,22 @@ def run_setting(data: Path, out: Path, study: str, setting: Setting, seed: int,
     if _finished(run_dir):
         log.info("ablate %s: %s seed %d finished before, skipped", study, setting.name, seed)
         return run_dir
-    log.info("ablate %s: training %s, seed %d", study, setting.name, seed)
     start = time.perf_counter()
-    run = train(data, setting.preset, run_dir, overrides=[*overrides, *setting.overrides],
-                modalities=setting.modalities, seed=seed, progress=progress)
+    if setting.baseline:
+        from isoformer.training.baseline import fit_baseline
+
+        log.info("ablate %s: fitting %s", study, setting.name)
+        overrides = ()
+        # overwrite: an interrupted fit may have left its run files
+        run = fit_baseline(data, run_dir, setting.baseline, modalities=setting.modalities,
+                           overwrite=True)
+    else:
+        log.info("ablate %s: training %s, seed %d", study, setting.name, seed)
+        run = train(data, setting.preset, run_dir, overrides=[*overrides, *setting.overrides],
+                    modalities=setting.modalities, seed=seed, progress=progress)
     evaluate_run(run, data, split="test", progress=progress)
     record = {"study": study, "setting": setting.name, "seed": seed, "preset": setting.preset,
-              "overrides": [*overrides, *setting.overrides],
+              "baseline": setting.baseline, "overrides": [*overrides, *setting.overrides],
               "wall_seconds": time.perf_counter() - start}
     write_json_atomic(record, run_dir / RUN_RECORD)
     return run_dir
@@ -218,6 +244,12 @@ def _cell(stats: tuple[float, float | None] | None) -> str:
     return f"{stats[0]:.3f}" if stats[1] is None else f"{stats[0]:.3f} +- {stats[1]:.3f}"
 
 
+def _epochs(rows: Sequence[dict[str, Any]]) -> str:
+    """Mean epochs of the runs; "-" for a fitted baseline, which has none."""
+    epochs = [r["epochs"] for r in rows if r["epochs"] is not None]
+    return f"{np.mean(epochs):.1f}" if epochs else "-"
+
+
 def study_markdown(study: str, rows: list[dict[str, Any]], settings: Sequence[Setting],
                    preset: str) -> str:
     paper = PAPER_NUMBERS.get(study, {})
@@ -234,13 +266,15 @@ def study_markdown(study: str, rows: list[dict[str, Any]], settings: Sequence[Se
             f"| {setting.name} | {len(mine)} | {_cell(_mean_std([r['mean_r2'] for r in mine]))} "
             f"| {_cell(_mean_std([r['mean_spearman'] for r in mine]))} "
             f"| {_cell(_mean_std([r['isoform_spearman'] for r in mine]))} "
-            f"| {np.mean([r['epochs'] for r in mine]):.1f} "
+            f"| {_epochs(mine)} "
             f"| {sum(r['wall_seconds'] for r in mine) / 60:.1f} "
             f"| {'-' if r2 is None else r2} | {'-' if rho is None else rho} |"
         )
     lines += ["", "Mean +- standard deviation over seeds of the mean over tissues (test split); "
               "minutes: all seeds together. Paper: its GTEx numbers for the matching setting "
-              "(pre-trained paper-size encoders), for shape, not for equality."]
+              "(pre-trained paper-size encoders), for shape, not for equality. k-mer ridge: "
+              "per-tissue ridge regression on k-mer counts of the same sequences "
+              "(`isoformer baseline`), penalties chosen on the validation split, fitted once."]
     return "\n".join(lines) + "\n"
 
 
@@ -303,6 +337,8 @@ def ablate(data: str | Path, preset: str, study: str, seeds: int | Sequence[int]
     results = []
     for name, settings in plans.items():
         for setting, seed in itertools.product(settings, seed_list):
+            if setting.baseline and seed != seed_list[0]:
+                continue
             run_setting(data, out, name, setting, seed, overrides, progress)
         result = write_study_tables(out, name, settings, preset)
         log.info("ablate %s: %d runs; %s", name, len(result.rows),
