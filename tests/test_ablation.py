@@ -14,6 +14,7 @@ from isoformer.analysis.ablation import (
     ablate,
     aggregation_settings,
     kmer_settings,
+    modality_gains,
     modality_settings,
     pretraining_settings,
     study_markdown,
@@ -88,6 +89,38 @@ def test_the_table_gives_mean_and_std_over_seeds_and_the_papers_number():
     assert line == ("| RNA | 2 | 0.200 +- 0.141 | 0.500 +- 0.000 | n/a | 4.0 | 1.0 | 0.36 | "
                     "0.61 |")
     assert "| DNA" not in text  # no finished run, no row
+
+
+def test_adding_a_modality_is_measured_over_every_subset_without_it():
+    r2 = {frozenset(k.split()): v for k, v in {
+        "dna": 0.1, "rna": 0.2, "protein": 0.3, "dna rna": 0.25, "dna protein": 0.35,
+        "rna protein": 0.4, "dna rna protein": 0.5}.items()}
+    gains = modality_gains(r2)
+    # DNA: (0.25 - 0.2) + (0.35 - 0.3) + (0.5 - 0.4); RNA: 0.15 + 0.1 + 0.15; protein: .25 .2 .25
+    assert sorted(gains["dna"]) == pytest.approx([0.05, 0.05, 0.1])
+    assert sorted(gains["rna"]) == pytest.approx([0.1, 0.15, 0.15])
+    assert sorted(gains["protein"]) == pytest.approx([0.2, 0.25, 0.25])
+    del r2[frozenset({"dna", "rna"})]  # unmeasured: the additions into and out of it drop out
+    assert sorted(modality_gains(r2)["dna"]) == pytest.approx([0.05, 0.1])
+
+
+def test_the_modalities_table_says_whether_the_papers_order_holds():
+    settings = modality_settings("tiny")
+    values = {"DNA": -0.08, "RNA": -0.07, "protein": 0.22, "DNA + RNA": -0.15,
+              "DNA + protein": 0.21, "RNA + protein": 0.15, "DNA + RNA + protein": 0.06}
+    rows = [{"setting": name, "seed": 0, "mean_r2": r2, "mean_spearman": 0.0,
+             "isoform_spearman": None, "epochs": 1, "wall_seconds": 1.0}
+            for name, r2 in values.items()]
+    rows.append({**rows[2], "setting": "k-mer ridge (DNA + RNA + protein)", "mean_r2": 0.9,
+                 "epochs": None})  # a baseline is not a deep setting: never "best"
+    text = study_markdown("modalities", rows, [*settings, *kmer_settings(settings)], "tiny")
+    # DNA: (-0.15 + 0.07) + (0.21 - 0.22) + (0.06 - 0.15) = -0.18 / 3; RNA: (-0.15 + 0.08) +
+    # (0.15 - 0.22) + (0.06 - 0.21) = -0.29 / 3; protein: 0.29 + 0.22 + 0.21 = 0.72 / 3;
+    # all nine: 0.25 / 9 = +0.028.
+    assert ("best is protein (0.220), so all three modalities best: no. Adding a modality "
+            "(R2 with it minus without, mean over the subsets measured both ways): DNA -0.060 "
+            "(3), RNA -0.097 (3), protein +0.240 (3); +0.028 over all 9 additions, so helps on "
+            "average: yes.") in " ".join(text.split())
 
 
 @pytest.fixture(scope="module")

@@ -250,6 +250,37 @@ def _epochs(rows: Sequence[dict[str, Any]]) -> str:
     return f"{np.mean(epochs):.1f}" if epochs else "-"
 
 
+def modality_gains(r2: dict[frozenset[str], float]) -> dict[str, list[float]]:
+    """Per modality m, R2(S + m) - R2(S) for every measured non-empty subset S without m whose
+    union with m was measured too (Table 2's "adding a modality helps")."""
+    return {m: [r2[subset | {m}] - r2[subset] for subset in r2
+                if m not in subset and subset | {m} in r2] for m in MODALITIES}
+
+
+def modality_order_lines(rows: Sequence[dict[str, Any]], settings: Sequence[Setting]) -> list[str]:
+    """The paper's two qualitative claims of Table 2 checked on the deep models' mean test R2:
+    all three modalities best, and adding a modality helps on average."""
+    r2 = {}
+    for setting in settings:
+        values = [r["mean_r2"] for r in rows if r["setting"] == setting.name]
+        if setting.baseline is None and setting.modalities and values:
+            r2[frozenset(setting.modalities)] = float(np.mean(values))
+    gains = modality_gains(r2)
+    every = [gain for values in gains.values() for gain in values]
+    if not every:
+        return []
+    names = {frozenset(s.modalities): s.name for s in settings if s.modalities and not s.baseline}
+    best = max(r2, key=r2.__getitem__)
+    per_modality = ", ".join(f"{MODALITY_NAMES[m]} {np.mean(v):+.3f} ({len(v)})"
+                             for m, v in gains.items() if v)
+    return ["", "The paper's order, on the deep models' mean test R2: best is "
+            f"{names[best]} ({r2[best]:.3f}), so all three modalities best: "
+            f"{'yes' if best == frozenset(MODALITIES) else 'no'}. Adding a modality (R2 with it "
+            f"minus without, mean over the subsets measured both ways): {per_modality}; "
+            f"{np.mean(every):+.3f} over all {len(every)} additions, so helps on average: "
+            f"{'yes' if np.mean(every) > 0 else 'no'}."]
+
+
 def study_markdown(study: str, rows: list[dict[str, Any]], settings: Sequence[Setting],
                    preset: str) -> str:
     paper = PAPER_NUMBERS.get(study, {})
@@ -275,6 +306,8 @@ def study_markdown(study: str, rows: list[dict[str, Any]], settings: Sequence[Se
               "(pre-trained paper-size encoders), for shape, not for equality. k-mer ridge: "
               "per-tissue ridge regression on k-mer counts of the same sequences "
               "(`isoformer baseline`), penalties chosen on the validation split, fitted once."]
+    if study == "modalities":
+        lines += modality_order_lines(rows, settings)
     return "\n".join(lines) + "\n"
 
 
