@@ -17,6 +17,7 @@ import yaml
 from tiny_dataset import DNA_LENGTH, TINY_OVERRIDES, TISSUES, write_tiny_dataset
 
 from isoformer.cli import main
+from isoformer.constants import TARGETS
 from isoformer.data.dataset import TranscriptDataset
 from isoformer.errors import IsoformerError
 from isoformer.model.config import TrainingConfig, apply_overrides, load_preset
@@ -365,3 +366,28 @@ def test_training_with_the_full_recipe_runs_and_schedules_the_rate(data, tmp_pat
     # the last epoch's, whether or not its validation loss was the best).
     assert state["global_step"] == 8
     assert state["lr_schedulers"][0]["_last_lr"] == [pytest.approx(0.0, abs=1e-12)]
+
+
+def test_validation_loss_is_the_mse_over_every_finite_target(monkeypatch):
+    """Batches with a missing tissue weigh by their finite targets, not by their records."""
+    from isoformer.training import module as module_file
+
+    config = apply_overrides(load_preset("tiny"), [
+        *TINY_OVERRIDES, f"model.tissues={','.join(TISSUES)}"])
+    model = IsoFormer.from_config(config.model)
+    model.set_target_statistics(np.zeros(3), np.ones(3))  # training space = log(1 + TPM)
+    module = IsoFormerModule(model, config.training)
+    batches = [  # (predictions, targets)
+        ([[1.0, 1.0, 1.0]], [[0.0, 0.0, 0.0]]),  # squared errors 1, 1, 1
+        ([[3.0, 0.0, 0.0], [0.0, 0.0, 0.0]], [[0.0, np.nan, np.nan], [0.0, np.nan, np.nan]]),
+    ]
+    for predictions, targets in batches:
+        monkeypatch.setattr(module_file, "predict_batch",
+                            lambda model, records, p=predictions: torch.tensor(p))
+        module.validation_step([{TARGETS: t} for t in targets], 0)
+    logged = {}
+    monkeypatch.setattr(module, "log", lambda name, value, **kwargs: logged.update({name: value}))
+    module.on_validation_epoch_end()
+    # (1 + 1 + 1 + 9 + 0) / 5 finite targets; weighting the batch means (1 and 4.5) by records
+    # would give (1 + 2 x 4.5) / 3.
+    assert logged["val_loss"] == pytest.approx(12 / 5)

@@ -54,7 +54,8 @@ class IsoFormerModule(L.LightningModule):
         self.training_config = training
         self._val_predictions: list[np.ndarray] = []
         self._val_targets: list[np.ndarray] = []
-        self._val_losses: list[torch.Tensor] = []  # per batch: loss x scored records
+        self._val_squared_errors: list[torch.Tensor] = []  # per batch, over its finite targets
+        self._val_target_count = 0  # finite targets of this rank's scored records
         self._val_count = 0  # scored validation records of this rank
         # Crops of the run's completed epochs (restored from a checkpoint on resume), and the
         # model's counts when the current epoch started (None between epochs).
@@ -85,8 +86,11 @@ class IsoFormerModule(L.LightningModule):
         if len(scored) < len(records):
             predictions, records = predictions[scored], [records[i] for i in scored]
         targets = self._targets(records)
-        loss = self._loss(predictions, targets).detach()
-        self._val_losses.append((loss.double() * len(records)).cpu())
+        scaled = self.model.from_log1p(targets).to(predictions.dtype)
+        finite = torch.isfinite(scaled)
+        squared = (predictions.detach() - scaled)[finite].double().square().sum()
+        self._val_squared_errors.append(squared.cpu())
+        self._val_target_count += int(finite.sum())
         self._val_count += len(records)
         log1p = self.model.to_log1p(predictions)
         self._val_predictions.append(log1p.detach().float().cpu().numpy())
@@ -102,29 +106,33 @@ class IsoFormerModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         # Both metrics are computed from every rank's batches at once, so a run on several
-        # devices logs what one process would: val_loss, the batch-size-weighted mean of the
-        # batches' losses (summed here because Lightning's sync_dist mean of a weighted mean
-        # floors the total batch size, Lightning issue #21859), and R2 on all the predictions.
+        # devices logs what one process would: val_loss, the MSE over every finite validation
+        # target (squared errors and counts summed here, not a sync_dist mean of batch means,
+        # which weights batches with missing tissues wrongly and floors the total batch size,
+        # Lightning issue #21859), and R2 on all the predictions.
         empty = np.empty((0, len(self.model.tissues)), dtype=np.float32)
         local = (
             np.concatenate(self._val_predictions) if self._val_predictions else empty,
             np.concatenate(self._val_targets) if self._val_targets else empty,
-            float(torch.stack(self._val_losses).sum()) if self._val_losses else 0.0,
+            float(torch.stack(self._val_squared_errors).sum()) if self._val_squared_errors
+            else 0.0,
+            self._val_target_count,
             self._val_count,
         )
         self._val_predictions.clear()
         self._val_targets.clear()
-        self._val_losses.clear()
+        self._val_squared_errors.clear()
+        self._val_target_count = 0
         self._val_count = 0
         parts = self._gather(local)
-        count = sum(part[3] for part in parts)
-        if not count:
+        if not sum(part[4] for part in parts):
             return
         predictions = np.concatenate([part[0] for part in parts])
         targets = np.concatenate([part[1] for part in parts])
         r2 = mean_metrics(predictions, targets, self.model.tissues)["r2"]
         # Every rank logs the same values; sync_dist only keeps Lightning from warning.
-        val_loss = sum(part[2] for part in parts) / count
+        target_count = sum(part[3] for part in parts)
+        val_loss = sum(part[2] for part in parts) / target_count if target_count else math.nan
         self.log("val_loss", val_loss, prog_bar=True, sync_dist=True)
         # An undefined R2 (e.g. a one-transcript sanity check) is logged as NaN, never as a number.
         self.log("val_r2", float(r2), prog_bar=True, sync_dist=True)
