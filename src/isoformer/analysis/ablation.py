@@ -314,7 +314,13 @@ def study_markdown(study: str, rows: list[dict[str, Any]], settings: Sequence[Se
 def write_study_tables(out: Path, study: str, settings: Sequence[Setting], preset: str
                        ) -> StudyResult:
     """(Re)build DIR/<study>.csv, .md and .png (and figure3.png) from the finished runs."""
-    rows = collect_rows(out, study, settings)
+    return write_tables_from_rows(out, study, collect_rows(out, study, settings), settings,
+                                  preset)
+
+
+def write_tables_from_rows(out: Path, study: str, rows: list[dict[str, Any]],
+                           settings: Sequence[Setting], preset: str) -> StudyResult:
+    """DIR/<study>.csv, .md and .png (and figure3.png) from `rows` (as `collect_rows` gives)."""
     result = StudyResult(study, rows)
     if not rows:
         return result
