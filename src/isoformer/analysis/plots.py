@@ -7,6 +7,7 @@ interactive session keeps its own) and no global figure registry fills up.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -109,7 +110,8 @@ def plot_grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[Bar]]
                 if np.isfinite(height):
                     ax.annotate(f"{height:.2f}", (position, height), ha="center", va="bottom",
                                 fontsize=8)
-    ax.set_xticks(x, [group.replace(" (", "\n(") for group in groups])
+    # Wrapped, so long names ("k-mer ridge (DNA + RNA + protein)") keep to their own group.
+    ax.set_xticks(x, [textwrap.fill(group, 12, break_on_hyphens=False) for group in groups])
     ax.set_ylabel(ylabel)
     ax.legend(loc="best", frameon=False)
     ax.set_title(title)
