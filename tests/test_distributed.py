@@ -31,6 +31,7 @@ from isoformer.training.fit import (
     _export_best,
     launched_as_rank_zero,
     resolve_strategy,
+    resume_checkpoint,
     train,
 )
 from isoformer.training.module import IsoFormerModule
@@ -155,6 +156,23 @@ def test_rank_zero_is_read_from_the_launchers_environment(monkeypatch):
             for name, value in env.items():
                 patch.setenv(name, value)
             assert launched_as_rank_zero() is zero, env
+
+
+def test_only_rank_zero_reads_the_run_directory_the_others_look_for_its_checkpoint(tmp_path):
+    # RUN as rank 0 leaves it halfway through Run.create: config.yaml written, dataset.json not.
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("model: {}\n")
+    config, fingerprint = load_preset("tiny-nt"), {"transcripts_sha256": "0" * 64}
+    with pytest.raises(IsoformerError, match="not a training run"):
+        resume_checkpoint(out, config, fingerprint, overwrite=False, rank_zero=True)
+    assert resume_checkpoint(out, config, fingerprint, overwrite=False, rank_zero=False) is None
+    last = out / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"")
+    assert resume_checkpoint(out, config, fingerprint, overwrite=False, rank_zero=False) == last
+    # After an overwrite rank 0 removes the checkpoint: nothing to resume.
+    assert resume_checkpoint(out, config, fingerprint, overwrite=True, rank_zero=False) is None
 
 
 def test_distributed_settings_are_config_fields_with_single_device_defaults():

@@ -43,6 +43,7 @@ from isoformer.training.datamodule import TranscriptDataModule
 from isoformer.training.embed import check_cache
 from isoformer.training.module import IsoFormerModule
 from isoformer.training.run import (
+    CHECKPOINTS_DIR,
     CONFIG_FILE,
     LOGS_DIR,
     Run,
@@ -136,6 +137,19 @@ def _prepare_run_dir(
             return last
     out.mkdir(parents=True, exist_ok=True)
     return None
+
+
+def resume_checkpoint(
+    out: Path, config: RunConfig, fingerprint: dict[str, Any], overwrite: bool, rank_zero: bool
+) -> Path | None:
+    """last.ckpt when this process should resume from it. Rank 0 checks (or clears) RUN; the
+    other processes of a launch must not read run files rank 0 may be writing at that moment
+    (a half-written RUN is not a run), so they only look for the checkpoint, which nobody writes
+    before training starts and only an overwrite removes."""
+    if rank_zero:
+        return _prepare_run_dir(out, config, fingerprint, overwrite)
+    last = out / CHECKPOINTS_DIR / "last.ckpt"
+    return last if not overwrite and last.exists() else None
 
 
 def _training_statistics(data_dir: Path, tissues: list[str]) -> TargetStatistics:
@@ -263,11 +277,9 @@ def train(
     data_dir, out = Path(data_dir), Path(out)
     config = resolve_config(data_dir, preset, overrides, modalities, seed, max_epochs)
     fingerprint = dataset_fingerprint(data_dir)
-    # Rank 0 alone removes and writes run files; the other processes of a distributed launch only
-    # read them (after an overwrite there is nothing to resume).
+    # Rank 0 alone checks, removes and writes run files.
     rank_zero = launched_as_rank_zero()
-    resume_from = (None if overwrite and not rank_zero
-                   else _prepare_run_dir(out, config, fingerprint, overwrite and rank_zero))
+    resume_from = resume_checkpoint(out, config, fingerprint, overwrite, rank_zero)
     statistics = _training_statistics(data_dir, list(config.model.tissues))
     run = (Run.create(out, config, statistics, fingerprint) if rank_zero
            else Run(out, config, statistics, fingerprint))
