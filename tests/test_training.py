@@ -28,7 +28,12 @@ from isoformer.training.datamodule import (
     TranscriptDataModule,
 )
 from isoformer.training.fit import resolve_precision, train
-from isoformer.training.module import IsoFormerModule, learning_rate_factor, masked_mse
+from isoformer.training.module import (
+    IsoFormerModule,
+    learning_rate_factor,
+    masked_mse,
+    squared_errors,
+)
 from isoformer.training.run import TargetStatistics
 
 NAN = float("nan")
@@ -46,8 +51,13 @@ def test_masked_mse_ignores_nan_targets():
     predictions = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     targets = torch.tensor([[1.0, NAN], [1.0, 6.0]])
     assert masked_mse(predictions, targets).item() == pytest.approx((0 + 4 + 4) / 3)
+    total, count = squared_errors(predictions, targets)
+    assert (total.item(), count) == (8.0, 3)
+    predictions.requires_grad_()
     all_missing = masked_mse(predictions, torch.full((2, 2), NAN))
     assert all_missing.item() == 0.0 and not torch.isnan(all_missing)
+    all_missing.backward()  # the graph is kept, and carries no gradient
+    assert predictions.grad.abs().sum().item() == 0.0
 
 
 def test_length_buckets_cover_every_index_once_and_are_reproducible():

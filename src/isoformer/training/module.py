@@ -21,7 +21,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from isoformer.constants import TARGETS
 from isoformer.encoders.base import CropCounts, crop_difference, log_crops
@@ -37,12 +36,18 @@ Record = dict[str, Any]
 CROP_COUNTS_KEY = "isoformer_crop_counts"  # where checkpoints keep the run's crop counts
 
 
-def masked_mse(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """MSE over the finite targets only (NaN = tissue without samples); [B, T] x [B, T] -> []."""
+def squared_errors(predictions: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum of squared errors over the finite targets only (NaN = tissue without samples), and how
+    many there are; [B, T] x [B, T] -> ([], count)."""
     valid = torch.isfinite(targets)
-    if not valid.any():
-        return predictions.sum() * 0.0  # keeps the graph; no target, no gradient
-    return F.mse_loss(predictions[valid], targets[valid])
+    return (predictions[valid] - targets[valid]).square().sum(), int(valid.sum())
+
+
+def masked_mse(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """MSE over the finite targets only; [B, T] x [B, T] -> []. With no finite target it is 0 and
+    keeps the graph (no gradient)."""
+    total, count = squared_errors(predictions, targets)
+    return total / max(count, 1)
 
 
 class IsoFormerModule(L.LightningModule):
@@ -87,10 +92,9 @@ class IsoFormerModule(L.LightningModule):
             predictions, records = predictions[scored], [records[i] for i in scored]
         targets = self._targets(records)
         scaled = self.model.from_log1p(targets).to(predictions.dtype)
-        finite = torch.isfinite(scaled)
-        squared = (predictions.detach() - scaled)[finite].double().square().sum()
+        squared, count = squared_errors(predictions.detach().double(), scaled.double())
         self._val_squared_errors.append(squared.cpu())
-        self._val_target_count += int(finite.sum())
+        self._val_target_count += count
         self._val_count += len(records)
         log1p = self.model.to_log1p(predictions)
         self._val_predictions.append(log1p.detach().float().cpu().numpy())
