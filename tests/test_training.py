@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import typing
+import warnings
 
 import lightning as L
 import numpy as np
@@ -401,3 +402,15 @@ def test_validation_loss_is_the_mse_over_every_finite_target(monkeypatch):
     # (1 + 1 + 1 + 9 + 0) / 5 finite targets; weighting the batch means (1 and 4.5) by records
     # would give (1 + 2 x 4.5) / 3.
     assert logged["val_loss"] == pytest.approx(12 / 5)
+
+
+def test_a_frozen_encoder_trains_without_lightnings_eval_mode_warning(data, tmp_path):
+    # The frozen RNA encoder's layers are in eval mode on purpose; the user sees no warning that
+    # calls it "unexpected behavior", and training still runs with it frozen.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = train(data, "tiny", tmp_path / "frozen", overrides=[
+            *TINY_OVERRIDES, "model.encoders.rna.train_mode=frozen"], max_epochs=1,
+            progress=False)
+    assert run.summary()["epochs"] == 1
+    assert not [w for w in caught if "in eval mode" in str(w.message)]

@@ -287,6 +287,9 @@ def train(
     training = config.training
     # Lightning 2.6 with torch >= 2.10 warns about its own pytree use on every step.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # Frozen encoder layers stay in eval mode on purpose (SequenceEncoder.train), which Lightning
+    # would flag at every fit as "may lead to unexpected behavior".
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     model = seeded_model(config)
     log_parameter_memory(model, training)
     if config.model.standardize_targets:
