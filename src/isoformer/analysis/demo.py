@@ -137,13 +137,21 @@ def run_demo(
 ) -> DemoResult:
     """Run the whole demo into `out` and write its summary files; return the figures. `family`:
     the simulation's rule family (default `RuleFamily()`)."""
+    out = Path(out)
+    _prepare_out(out, overwrite)
+    study, dataset = simulate_demo_dataset(out, n_genes=n_genes, seed=seed, family=family)
+    return score_demo_models(out, study, dataset, seed, max_epochs, overrides, progress)
+
+
+def score_demo_models(out: Path, study: Path, dataset: Path, seed: int = 0,
+                      max_epochs: int | None = None, overrides: tuple[str, ...] = (),
+                      progress: bool = True) -> DemoResult:
+    """The demo's last step on a simulated `study` and its built `dataset`: train, fit, evaluate
+    each model into `out/runs`, write the summary files; return the figures."""
     from isoformer.analysis.oracle import oracle_metrics
     from isoformer.training.baseline import fit_baseline
     from isoformer.training.fit import train
 
-    out = Path(out)
-    _prepare_out(out, overwrite)
-    study, dataset = simulate_demo_dataset(out, n_genes=n_genes, seed=seed, family=family)
     truth = study / "truth.json"
     rows = []
     for step, (name, modalities) in enumerate(DEMO_MODELS.items(), start=1):
