@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from isoformer.analysis.demo import (
     BASELINE_MODEL,
     FULL_MODEL,
     DemoResult,
+    prepare_demo_out,
     run_demo,
     score_demo_models,
     simulate_demo_dataset,
@@ -45,8 +45,7 @@ def pretrained_demo(out: Path, seed: int, n_genes: int | None,
     """The demo on seed's study with its three encoders pre-trained on that study first."""
     from isoformer.training.pretrain import pretrain
 
-    if out.exists():
-        shutil.rmtree(out)
+    prepare_demo_out(out, overwrite=True)
     study, dataset = simulate_demo_dataset(out, n_genes=n_genes, seed=seed)
     starts = []
     for modality in MODALITIES:

@@ -406,7 +406,7 @@ def test_validation_loss_is_the_mse_over_every_finite_target(monkeypatch):
 
 def test_a_frozen_encoder_trains_without_lightnings_eval_mode_warning(data, tmp_path):
     # The frozen RNA encoder's layers are in eval mode on purpose; the user sees no warning that
-    # calls it "unexpected behavior", and training still runs with it frozen.
+    # calls it "unexpected behavior", and the run still finishes.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run = train(data, "tiny", tmp_path / "frozen", overrides=[

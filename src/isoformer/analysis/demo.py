@@ -88,7 +88,8 @@ class DemoResult:
         return all(margin >= DEMO_MARGIN for margin in self.margins.values())
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def prepare_demo_out(out: Path, overwrite: bool) -> None:
+    """Make `out` an empty directory; one that holds files is refused unless `overwrite`."""
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise IsoformerError(f"{out} already exists and is not empty (pass --overwrite)")
@@ -138,7 +139,7 @@ def run_demo(
     """Run the whole demo into `out` and write its summary files; return the figures. `family`:
     the simulation's rule family (default `RuleFamily()`)."""
     out = Path(out)
-    _prepare_out(out, overwrite)
+    prepare_demo_out(out, overwrite)
     study, dataset = simulate_demo_dataset(out, n_genes=n_genes, seed=seed, family=family)
     return score_demo_models(out, study, dataset, seed, max_epochs, overrides, progress)
 
