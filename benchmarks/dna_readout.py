@@ -131,15 +131,24 @@ def mean_r2(predicted: torch.Tensor, observed: torch.Tensor) -> float:
     return mean_metrics(predicted.numpy(), observed.numpy(), tissues)["r2"]
 
 
-def train_readout(model: Readout, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                  epochs: int, seed: int, length: int) -> tuple[float, float, int]:
-    """(validation R2, test R2) at the best validation epoch, and that epoch."""
+def shifted(length: int):
+    """A training batch's windows (length + 2 * SHIFT bp) cut to `length` at one random shift."""
+    def crop(x: torch.Tensor, generator: np.random.Generator) -> torch.Tensor:
+        offset = int(generator.integers(0, 2 * SHIFT + 1))
+        return x[:, offset:offset + length]
+    return crop
+
+
+def train_readout(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                  epochs: int, seed: int, augment) -> tuple[float, float, int]:
+    """(validation R2, test R2) at the best validation epoch, and that epoch. `augment(x,
+    generator)` turns a training batch's inputs into the model's (e.g. `shifted`)."""
     generator = np.random.default_rng(seed)
-    train_x, train_y = splits["train"]  # windows of length + 2 * SHIFT bp, for the shifts
+    train_x, train_y = splits["train"]
+    gate = getattr(model, "gate", None)
     optimizer = torch.optim.AdamW(
         [{"params": [p for n, p in model.named_parameters() if n != "gate"]},
-         *([{"params": [model.gate], "lr": 1e-2, "weight_decay": 0.0}] if model.gate is not None
-           else [])],
+         *([{"params": [gate], "lr": 1e-2, "weight_decay": 0.0}] if gate is not None else [])],
         lr=1e-3, weight_decay=0.05)
 
     def predict(x: torch.Tensor) -> torch.Tensor:
@@ -154,8 +163,7 @@ def train_readout(model: Readout, splits: dict[str, tuple[torch.Tensor, torch.Te
         order = torch.from_numpy(generator.permutation(len(train_x)))
         for start in range(0, len(order), 32):
             rows = order[start:start + 32]
-            offset = int(generator.integers(0, 2 * SHIFT + 1))
-            loss = ((model(train_x[rows, offset:offset + length]) - train_y[rows]) ** 2).mean()
+            loss = ((model(augment(train_x[rows], generator)) - train_y[rows]) ** 2).mean()
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -203,7 +211,7 @@ def main() -> None:
                 model = build_readout(name, args.length, region, train[1].shape[1])
                 started = time.perf_counter()
                 valid_r2, test_r2, epoch = train_readout(model, splits, args.epochs, seed,
-                                                         args.length)
+                                                         shifted(args.length))
                 print(f"{name} seed {seed}: valid R2 {valid_r2:.3f}, test R2 {test_r2:.3f} "
                       f"(epoch {epoch}, {time.perf_counter() - started:.0f} s)", flush=True)
                 results.setdefault(name, []).append(test_r2)
