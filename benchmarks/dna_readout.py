@@ -174,6 +174,28 @@ def train_readout(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.
     return best
 
 
+def run_readout(name: str, model: nn.Module,
+                splits: dict[str, tuple[torch.Tensor, torch.Tensor]], epochs: int, seed: int,
+                augment) -> float:
+    """Train one readout (`train_readout`), print its line, return its test R2."""
+    started = time.perf_counter()
+    valid_r2, test_r2, epoch = train_readout(model, splits, epochs, seed, augment)
+    print(f"{name} seed {seed}: valid R2 {valid_r2:.3f}, test R2 {test_r2:.3f} "
+          f"(epoch {epoch}, {time.perf_counter() - started:.0f} s)", flush=True)
+    return test_r2
+
+
+def print_readout_table(results: dict[str, list[float]], seeds: list[int], oracle: float) -> None:
+    """One markdown row per readout: test R2 per seed, mean, against conv-mean, share of oracle."""
+    print(f"| readout | test R2 per seed ({', '.join(map(str, seeds))}) | mean | "
+          "mean - conv-mean | mean / oracle |")
+    print("|---|---|---:|---:|---:|")
+    naive = np.mean(results["conv-mean"]) if "conv-mean" in results else np.nan
+    for name, values in results.items():
+        print(f"| {name} | {', '.join(f'{v:.3f}' for v in values)} | {np.mean(values):.3f} | "
+              f"{np.mean(values) - naive:+.3f} | {np.mean(values) / oracle:.2f} |")
+
+
 def promoter_region(truth: Path, length: int) -> tuple[float, float]:
     """The study's promoter region (bp relative to the TSS) as fractions of a centred window."""
     start, end = json.loads(truth.read_text(encoding="utf-8"))["rules"]["promoter_region"]
@@ -209,22 +231,12 @@ def main() -> None:
             for seed in args.seeds:
                 torch.manual_seed(seed)
                 model = build_readout(name, args.length, region, train[1].shape[1])
-                started = time.perf_counter()
-                valid_r2, test_r2, epoch = train_readout(model, splits, args.epochs, seed,
-                                                         shifted(args.length))
-                print(f"{name} seed {seed}: valid R2 {valid_r2:.3f}, test R2 {test_r2:.3f} "
-                      f"(epoch {epoch}, {time.perf_counter() - started:.0f} s)", flush=True)
-                results.setdefault(name, []).append(test_r2)
+                results.setdefault(name, []).append(run_readout(
+                    name, model, splits, args.epochs, seed, shifted(args.length)))
 
     print(f"\nDNA oracle R2 (test split): {oracle:.3f}; promoter region "
           f"{region[0]:.3f}-{region[1]:.3f} of the window")
-    print(f"| readout | test R2 per seed ({', '.join(map(str, args.seeds))}) | mean | "
-          "mean - conv-mean | mean / oracle |")
-    print("|---|---|---:|---:|---:|")
-    naive = np.mean(results["conv-mean"]) if "conv-mean" in results else np.nan
-    for name, values in results.items():
-        print(f"| {name} | {', '.join(f'{v:.3f}' for v in values)} | {np.mean(values):.3f} | "
-              f"{np.mean(values) - naive:+.3f} | {np.mean(values) / oracle:.2f} |")
+    print_readout_table(results, args.seeds, oracle)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,10 @@ mean, the difference against `conv-mean` measured in the same run, the share of 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from dna_readout import ConvTrunk, mean_r2, train_readout
+from dna_readout import ConvTrunk, mean_r2, print_readout_table, run_readout
 from torch import nn
 
 from isoformer.analysis.oracle import oracle_metrics
@@ -108,22 +106,12 @@ def main() -> None:
         for seed in args.seeds:
             torch.manual_seed(seed)
             model = RnaReadout(name.removeprefix("conv-"), scaled["train"][1].shape[1])
-            started = time.perf_counter()
-            valid_r2, test_r2, epoch = train_readout(model, scaled, args.epochs, seed,
-                                                     lambda x, generator: x)
-            print(f"{name} seed {seed}: valid R2 {valid_r2:.3f}, test R2 {test_r2:.3f} "
-                  f"(epoch {epoch}, {time.perf_counter() - started:.0f} s)", flush=True)
-            results.setdefault(name, []).append(test_r2)
+            results.setdefault(name, []).append(run_readout(
+                name, model, scaled, args.epochs, seed, lambda x, generator: x))
 
     print(f"\nRNA oracle R2 (test split): {oracle:.3f}; k-mer ridge (RNA only): {kmer:.3f} "
           f"({kmer / oracle:.2f} of the oracle)")
-    print(f"| readout | test R2 per seed ({', '.join(map(str, args.seeds))}) | mean | "
-          "mean - conv-mean | mean / oracle |")
-    print("|---|---|---:|---:|---:|")
-    naive = np.mean(results["conv-mean"]) if "conv-mean" in results else np.nan
-    for name, values in results.items():
-        print(f"| {name} | {', '.join(f'{v:.3f}' for v in values)} | {np.mean(values):.3f} | "
-              f"{np.mean(values) - naive:+.3f} | {np.mean(values) / oracle:.2f} |")
+    print_readout_table(results, args.seeds, oracle)
 
 
 if __name__ == "__main__":
