@@ -140,7 +140,7 @@ def shifted(length: int):
 
 
 def train_readout(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                  epochs: int, seed: int, augment) -> tuple[float, float, int]:
+                  epochs: int, seed: int, augment, lr: float = 1e-3) -> tuple[float, float, int]:
     """(validation R2, test R2) at the best validation epoch, and that epoch. `augment(x,
     generator)` turns a training batch's inputs into the model's (e.g. `shifted`)."""
     generator = np.random.default_rng(seed)
@@ -149,7 +149,7 @@ def train_readout(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.
     optimizer = torch.optim.AdamW(
         [{"params": [p for n, p in model.named_parameters() if n != "gate"]},
          *([{"params": [gate], "lr": 1e-2, "weight_decay": 0.0}] if gate is not None else [])],
-        lr=1e-3, weight_decay=0.05)
+        lr=lr, weight_decay=0.05)
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         model.eval()
@@ -176,10 +176,10 @@ def train_readout(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.
 
 def run_readout(name: str, model: nn.Module,
                 splits: dict[str, tuple[torch.Tensor, torch.Tensor]], epochs: int, seed: int,
-                augment) -> float:
+                augment, lr: float = 1e-3) -> float:
     """Train one readout (`train_readout`), print its line, return its test R2."""
     started = time.perf_counter()
-    valid_r2, test_r2, epoch = train_readout(model, splits, epochs, seed, augment)
+    valid_r2, test_r2, epoch = train_readout(model, splits, epochs, seed, augment, lr)
     print(f"{name} seed {seed}: valid R2 {valid_r2:.3f}, test R2 {test_r2:.3f} "
           f"(epoch {epoch}, {time.perf_counter() - started:.0f} s)", flush=True)
     return test_r2

@@ -1,13 +1,14 @@
 """Which RNA readout learns a simulated study's RNA rules (AU-rich elements, 3'UTR motifs, length).
 
     python benchmarks/rna_readout.py --data DATASET --truth truth.json [--seeds 0 1 2]
-        [--readouts length conv-mean conv-max conv-sum] [--epochs 40]
+        [--readouts length conv-mean conv-max conv-sum] [--epochs 40] [--lr 1e-3]
 
-The RNA counterpart of `dna_readout.py`, with its training loop (AdamW lr 1e-3, weight decay 0.05,
-the standardised targets, test R2 at the best validation epoch): RNA only, over the one-hot
-spliced RNA (A, C, G, U) of each transcript. The simulation's RNA term is a sum over the RNA (each
-copy of an element adds its effect) plus an effect per doubling of the RNA's length, so a
-readout that pools by the mean, as IsoFormer's head does, sees densities, not counts. The readouts:
+The RNA counterpart of `dna_readout.py`, with its training loop (AdamW, lr 1e-3 unless --lr,
+weight decay 0.05, the standardised targets, test R2 at the best validation epoch): RNA only,
+over the one-hot spliced RNA (A, C, G, U) of each transcript. The simulation's RNA term is a sum
+over the RNA (each copy of an element adds its effect) plus an effect per doubling of the RNA's
+length, so a readout that pools by the mean, as IsoFormer's head does, sees densities, not
+counts. The readouts:
 
 - `length`: a linear map of log2(RNA length) alone (the length effect, nothing else).
 - `conv-mean`: one convolution of 64 filters of width 10 with a ReLU, mean over the RNA (the
@@ -93,6 +94,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--readouts", nargs="+", choices=READOUTS, default=list(READOUTS))
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
 
     oracle = oracle_metrics(args.truth, args.data, split="test", modalities=["rna"])["r2"]
@@ -107,7 +109,7 @@ def main() -> None:
             torch.manual_seed(seed)
             model = RnaReadout(name.removeprefix("conv-"), scaled["train"][1].shape[1])
             results.setdefault(name, []).append(run_readout(
-                name, model, scaled, args.epochs, seed, lambda x, generator: x))
+                name, model, scaled, args.epochs, seed, lambda x, generator: x, args.lr))
 
     print(f"\nRNA oracle R2 (test split): {oracle:.3f}; k-mer ridge (RNA only): {kmer:.3f} "
           f"({kmer / oracle:.2f} of the oracle)")
