@@ -32,6 +32,7 @@ from dna_readout import ConvTrunk, mean_r2, print_readout_table, run_readout
 from torch import nn
 
 from isoformer.analysis.oracle import oracle_metrics
+from isoformer.constants import RNA_SEQUENCE, TRANSCRIPT_ID
 from isoformer.data.dataset import open_split
 from isoformer.encoders.tokenizers import one_hot_encode
 from isoformer.model.head import masked_max, masked_mean
@@ -43,10 +44,12 @@ READOUTS = ("length", "conv-mean", "conv-max", "conv-sum")
 
 def load_split(dataset: Path, split: str) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
     """Records (for the k-mer ridge), inputs [N, L, 5] (one-hot A, C, G, U and the mask of real
-    bases, padded to the split's longest RNA) and targets [N, T] of one split."""
+    bases, padded to the split's longest RNA) and targets [N, T] of one split. Read from the
+    table alone: no DNA window is fetched."""
     data = open_split(dataset, split, dna_length=1024)
-    records = [data[i] for i in range(len(data))]
-    one_hot, mask = one_hot_encode([r["rna_sequence"] for r in records], unknown="n")
+    records = [{TRANSCRIPT_ID: t, RNA_SEQUENCE: rna} for t, rna in zip(data.transcript_ids,
+                                                                         data.rna)]
+    one_hot, mask = one_hot_encode(data.rna, unknown="n")
     targets = torch.from_numpy(data.targets.copy())
     data.close()
     return records, torch.cat([one_hot, mask[..., None].float()], dim=-1), targets
